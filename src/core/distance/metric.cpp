@@ -1,0 +1,176 @@
+/*
+ * metric.cpp: metric semantics: preprocessing of stored vectors, binary codes and the exact
+ * double-precision distances returned to SQL.
+ */
+#include "metric.hpp"
+
+#include <cmath>
+#include <cstring>
+
+#include "../error.hpp"
+
+#include "../pure_cpp.hpp"
+
+namespace hannoy
+{
+
+const char *
+metric_name(Metric metric)
+{
+	switch (metric) {
+	case Metric::L2:
+		return "euclidean";
+	case Metric::Cosine:
+		return "cosine";
+	case Metric::InnerProduct:
+		return "inner product";
+	case Metric::L1:
+		return "manhattan";
+	case Metric::Hamming:
+		return "hamming";
+	}
+	return "unknown";
+}
+
+bool
+metric_from_u8(uint8_t value, Metric *out)
+{
+	switch (value) {
+	case static_cast<uint8_t>(Metric::L2):
+	case static_cast<uint8_t>(Metric::Cosine):
+	case static_cast<uint8_t>(Metric::InnerProduct):
+	case static_cast<uint8_t>(Metric::L1):
+	case static_cast<uint8_t>(Metric::Hamming):
+		*out = static_cast<Metric>(value);
+		return true;
+	default:
+		return false;
+	}
+}
+
+size_t
+vector_bytes(Metric metric, uint32_t dims)
+{
+	if (metric == Metric::Hamming)
+		return (static_cast<size_t>(dims) + 7) / 8;
+	return static_cast<size_t>(dims) * sizeof(float);
+}
+
+size_t
+binary_code_bytes(uint32_t dims)
+{
+	return (static_cast<size_t>(dims) + 63) / 64 * 8;
+}
+
+Space::Space(Metric metric, uint32_t dims)
+	: metric_(metric), dims_(dims), bytes_(vector_bytes(metric, dims)), kernels_(&simd::active_kernels())
+{
+}
+
+BinarySpace::BinarySpace(uint32_t dims) : bytes_(binary_code_bytes(dims)), kernels_(&simd::active_kernels())
+{
+}
+
+void
+check_finite(const float *values, uint32_t dims)
+{
+	for (uint32_t i = 0; i < dims; i++) {
+		if (!std::isfinite(values[i])) {
+			throw Error(ErrorCode::InvalidInput,
+						std::isnan(values[i]) ? "NaN not allowed in vector" : "infinite value not allowed in vector",
+						format("Element %u (counting from 1) is %s.", i + 1,
+							   std::isnan(values[i]) ? "NaN" : "infinite"));
+		}
+	}
+}
+
+void
+preprocess_floats(Metric metric, const float *in, uint32_t dims, float *out)
+{
+	check_finite(in, dims);
+	if (metric != Metric::Cosine) {
+		if (out != in)
+			std::memcpy(out, in, static_cast<size_t>(dims) * sizeof(float));
+		return;
+	}
+	double norm_sq = 0.0;
+	for (uint32_t i = 0; i < dims; i++)
+		norm_sq += static_cast<double>(in[i]) * in[i];
+	if (norm_sq == 0.0) {
+		std::memset(out, 0, static_cast<size_t>(dims) * sizeof(float));
+		return;
+	}
+	double inv = 1.0 / std::sqrt(norm_sq);
+	for (uint32_t i = 0; i < dims; i++)
+		out[i] = static_cast<float>(in[i] * inv);
+}
+
+void
+binary_quantize(const float *in, uint32_t dims, uint8_t *out)
+{
+	size_t bytes = binary_code_bytes(dims);
+	std::memset(out, 0, bytes);
+	for (uint32_t i = 0; i < dims; i++) {
+		if (in[i] > 0.0f)
+			out[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+	}
+}
+
+double
+exact_l2(const float *a, const float *b, size_t n)
+{
+	double sum = 0.0;
+	for (size_t i = 0; i < n; i++) {
+		double d = static_cast<double>(a[i]) - b[i];
+		sum += d * d;
+	}
+	return std::sqrt(sum);
+}
+
+double
+exact_inner_product(const float *a, const float *b, size_t n)
+{
+	double sum = 0.0;
+	for (size_t i = 0; i < n; i++)
+		sum += static_cast<double>(a[i]) * b[i];
+	return sum;
+}
+
+double
+exact_cosine(const float *a, const float *b, size_t n)
+{
+	double dot = 0.0, na = 0.0, nb = 0.0;
+	for (size_t i = 0; i < n; i++) {
+		dot += static_cast<double>(a[i]) * b[i];
+		na += static_cast<double>(a[i]) * a[i];
+		nb += static_cast<double>(b[i]) * b[i];
+	}
+	if (na == 0.0 || nb == 0.0)
+		return 1.0;
+	double cos = dot / std::sqrt(na * nb);
+	if (cos > 1.0)
+		cos = 1.0;
+	else if (cos < -1.0)
+		cos = -1.0;
+	return 1.0 - cos;
+}
+
+double
+exact_l1(const float *a, const float *b, size_t n)
+{
+	double sum = 0.0;
+	for (size_t i = 0; i < n; i++)
+		sum += std::fabs(static_cast<double>(a[i]) - b[i]);
+	return sum;
+}
+
+uint64_t
+exact_hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
+{
+	uint64_t count = 0;
+	for (size_t i = 0; i < nbytes; i++)
+		count += static_cast<uint64_t>(__builtin_popcount(static_cast<unsigned>(a[i] ^ b[i])));
+	return count;
+}
+
+} // namespace hannoy

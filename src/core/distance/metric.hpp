@@ -1,0 +1,126 @@
+/*
+ * metric.hpp: what each metric means, independent of how it is computed.
+ *
+ * The index ranks with cheap monotone proxies (squared L2, 1 - dot of normalised vectors,
+ * negative dot, popcount), while SQL operators return the true metric computed in double
+ * precision. Both are defined here so the two can never disagree on order.
+ */
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace hannoy
+{
+
+/// Metric of an index. Values are stored on disk: never renumber.
+enum class Metric : uint8_t {
+	L2 = 1,           ///< euclidean, `<->`
+	Cosine = 2,       ///< cosine distance 1 - cos, `<=>`
+	InnerProduct = 3, ///< negative inner product, `<#>`
+	L1 = 4,           ///< manhattan, `<+>`
+	Hamming = 5,      ///< differing bits, `<~>` on bit strings
+};
+
+/// How vectors are represented for graph traversal. Stored on disk: never renumber.
+enum class Quantization : uint8_t {
+	None = 0,   ///< traverse with full-precision vectors
+	Binary = 1, ///< traverse with one sign bit per dimension, re-rank with full vectors
+};
+
+/// Largest number of float dimensions an index accepts.
+constexpr uint32_t kMaxFloatDims = 16000;
+/// Largest number of bits a hamming index accepts.
+constexpr uint32_t kMaxBits = 64000;
+
+const char *metric_name(Metric metric);
+bool metric_from_u8(uint8_t value, Metric *out);
+
+/// True for metrics over float vectors, false for bit strings.
+inline bool metric_uses_floats(Metric metric) { return metric != Metric::Hamming; }
+
+/// Bytes of one stored full-precision element vector: 4 per float dimension, or the bit
+/// string's bytes for hamming.
+size_t vector_bytes(Metric metric, uint32_t dims);
+/// Bytes of one binary code (one bit per dimension, padded to 64-bit words).
+size_t binary_code_bytes(uint32_t dims);
+
+/// Computes internal ranking distances for one index: smaller is closer. Cheap to copy.
+class Space
+{
+public:
+	Space(Metric metric, uint32_t dims);
+
+	Metric metric() const { return metric_; }
+	uint32_t dims() const { return dims_; }
+	/// Bytes of one stored vector.
+	size_t bytes() const { return bytes_; }
+
+	/// Ranking distance between two stored (preprocessed) vectors.
+	float distance(const void *a, const void *b) const
+	{
+		switch (metric_) {
+		case Metric::L2:
+			return kernels_->l2_squared(static_cast<const float *>(a), static_cast<const float *>(b), dims_);
+		case Metric::Cosine:
+			return 1.0f - kernels_->dot(static_cast<const float *>(a), static_cast<const float *>(b), dims_);
+		case Metric::InnerProduct:
+			return -kernels_->dot(static_cast<const float *>(a), static_cast<const float *>(b), dims_);
+		case Metric::L1:
+			return kernels_->l1(static_cast<const float *>(a), static_cast<const float *>(b), dims_);
+		case Metric::Hamming:
+			return static_cast<float>(
+				kernels_->hamming(static_cast<const uint8_t *>(a), static_cast<const uint8_t *>(b), bytes_));
+		}
+		return 0.0f;
+	}
+
+private:
+	Metric metric_;
+	uint32_t dims_;
+	size_t bytes_;
+	const simd::Kernels *kernels_;
+};
+
+/// Ranking distance over binary codes (hamming over the padded code length).
+class BinarySpace
+{
+public:
+	explicit BinarySpace(uint32_t dims);
+	size_t bytes() const { return bytes_; }
+	float distance(const void *a, const void *b) const
+	{
+		return static_cast<float>(
+			kernels_->hamming(static_cast<const uint8_t *>(a), static_cast<const uint8_t *>(b), bytes_));
+	}
+
+private:
+	size_t bytes_;
+	const simd::Kernels *kernels_;
+};
+
+/// Checks a float vector for an index of this metric and writes its stored form into `out`
+/// (`vector_bytes` bytes): cosine vectors are normalised (a zero vector stays zero, so its
+/// cosine distance to anything is 1). Throws InvalidInput on NaN or infinity.
+void preprocess_floats(Metric metric, const float *in, uint32_t dims, float *out);
+
+/// Writes the binary code of a float vector: bit i is 1 when in[i] > 0, least significant
+/// bit first within little-endian 64-bit words, padding bits zero.
+void binary_quantize(const float *in, uint32_t dims, uint8_t *out);
+
+/// Throws InvalidInput naming the first non-finite element, if any.
+void check_finite(const float *values, uint32_t dims);
+
+/// True metric values, as SQL operators return them, computed in double precision.
+double exact_l2(const float *a, const float *b, size_t n);
+double exact_inner_product(const float *a, const float *b, size_t n);
+/// 1 - cos(a, b), with cos clamped to [-1, 1]; 1 when either vector is zero.
+double exact_cosine(const float *a, const float *b, size_t n);
+double exact_l1(const float *a, const float *b, size_t n);
+uint64_t exact_hamming(const uint8_t *a, const uint8_t *b, size_t nbytes);
+
+} // namespace hannoy

@@ -1,0 +1,195 @@
+/*
+ * hnsw.hpp: the HNSW algorithms shared by the in-memory build graph and the LMDB graph
+ * (Malkov & Yashunin, "Efficient and robust approximate nearest neighbor search using
+ * Hierarchical Navigable Small World graphs", 2016/2018).
+ *
+ * Both graphs expose the same small interface to these templates:
+ *   bool distance_to(const void *query, uint32_t id, float *out)  // false: item has no vector
+ *   float distance_between(uint32_t a, uint32_t b)
+ *   void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out)  // appends
+ */
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "../store/codec.hpp"
+
+namespace hannoy
+{
+
+/// A node and its distance to the current query.
+struct Candidate {
+	float dist;
+	uint32_t id;
+};
+
+/// Orders by distance, then id, so results are deterministic on ties.
+inline bool
+closer(const Candidate &a, const Candidate &b)
+{
+	return a.dist < b.dist || (a.dist == b.dist && a.id < b.id);
+}
+
+/// Heap comparators for std::push_heap & co (the top is the "largest" element).
+struct FarthestOnTop {
+	bool operator()(const Candidate &a, const Candidate &b) const { return closer(a, b); }
+};
+struct ClosestOnTop {
+	bool operator()(const Candidate &a, const Candidate &b) const { return closer(b, a); }
+};
+
+/// Per-search "already seen" marks, cleared in O(1) by bumping an epoch.
+class VisitedSet
+{
+public:
+	/// Starts a new search over ids below `capacity` (the set grows if larger ids appear).
+	void reset(size_t capacity)
+	{
+		if (marks_.size() < capacity)
+			marks_.resize(capacity, 0);
+		if (++epoch_ == 0) {
+			std::fill(marks_.begin(), marks_.end(), 0);
+			epoch_ = 1;
+		}
+	}
+	/// Marks `id` and returns whether it was already marked.
+	bool test_and_set(uint32_t id)
+	{
+		if (id >= marks_.size())
+			marks_.resize(static_cast<size_t>(id) + 1 + marks_.size() / 2, 0);
+		if (marks_[id] == epoch_)
+			return true;
+		marks_[id] = epoch_;
+		return false;
+	}
+	bool contains(uint32_t id) const { return id < marks_.size() && marks_[id] == epoch_; }
+
+private:
+	std::vector<uint16_t> marks_;
+	uint16_t epoch_ = 0;
+};
+
+/// Scratch buffers reused across searches.
+struct SearchScratch {
+	VisitedSet visited;
+	std::vector<Candidate> candidates; ///< min-heap (ClosestOnTop)
+	std::vector<Candidate> results;    ///< max-heap (FarthestOnTop)
+	std::vector<uint32_t> neighbors;
+};
+
+/// Top layer of an item, drawn from the geometric law P(level >= l) = m^-l. Depends only on
+/// (seed, id), so builds are reproducible whatever the insertion order.
+uint8_t draw_level(uint64_t seed, uint32_t id, uint32_t m);
+
+/// Accepts every node as a result.
+struct AcceptAll {
+	bool operator()(uint32_t) const { return true; }
+};
+
+/// Greedy walk on one layer (ef = 1): moves to a closer neighbour until none is closer.
+template <typename Graph>
+Candidate
+greedy_closest(Graph &graph, const void *query, Candidate current, uint8_t layer, std::vector<uint32_t> &buffer)
+{
+	for (bool changed = true; changed;) {
+		changed = false;
+		buffer.clear();
+		graph.neighbors(current.id, layer, buffer);
+		for (uint32_t id : buffer) {
+			float d;
+			if (graph.distance_to(query, id, &d) && closer(Candidate{d, id}, current)) {
+				current = Candidate{d, id};
+				changed = true;
+			}
+		}
+	}
+	return current;
+}
+
+/// Beam search on one layer (Algorithm 2). `entry` holds the entry points with their
+/// distances; on return `out` holds up to `ef` accepted nodes, closest first. Nodes the
+/// filter rejects are traversed but never returned.
+template <typename Graph, typename Filter>
+void
+search_layer(Graph &graph, const void *query, const std::vector<Candidate> &entry, uint32_t ef, uint8_t layer,
+			 const Filter &accept, SearchScratch &scratch, size_t id_capacity, std::vector<Candidate> &out)
+{
+	auto &candidates = scratch.candidates;
+	auto &results = scratch.results;
+	candidates.clear();
+	results.clear();
+	scratch.visited.reset(id_capacity);
+	for (const Candidate &e : entry) {
+		if (scratch.visited.test_and_set(e.id))
+			continue;
+		candidates.push_back(e);
+		std::push_heap(candidates.begin(), candidates.end(), ClosestOnTop());
+		if (accept(e.id)) {
+			results.push_back(e);
+			std::push_heap(results.begin(), results.end(), FarthestOnTop());
+		}
+	}
+	while (results.size() > ef) {
+		std::pop_heap(results.begin(), results.end(), FarthestOnTop());
+		results.pop_back();
+	}
+	while (!candidates.empty()) {
+		Candidate current = candidates.front();
+		if (results.size() >= ef && current.dist > results.front().dist)
+			break;
+		std::pop_heap(candidates.begin(), candidates.end(), ClosestOnTop());
+		candidates.pop_back();
+		scratch.neighbors.clear();
+		graph.neighbors(current.id, layer, scratch.neighbors);
+		for (uint32_t id : scratch.neighbors) {
+			if (scratch.visited.test_and_set(id))
+				continue;
+			float d;
+			if (!graph.distance_to(query, id, &d))
+				continue;
+			if (results.size() < ef || d < results.front().dist) {
+				candidates.push_back(Candidate{d, id});
+				std::push_heap(candidates.begin(), candidates.end(), ClosestOnTop());
+				if (accept(id)) {
+					results.push_back(Candidate{d, id});
+					std::push_heap(results.begin(), results.end(), FarthestOnTop());
+					if (results.size() > ef) {
+						std::pop_heap(results.begin(), results.end(), FarthestOnTop());
+						results.pop_back();
+					}
+				}
+			}
+		}
+	}
+	out.assign(results.begin(), results.end());
+	std::sort(out.begin(), out.end(), closer);
+}
+
+/// Heuristic neighbour selection (Algorithm 4 without extension): walks candidates closest
+/// first and keeps one unless it is closer to an already kept neighbour than to the base
+/// node. `candidates` must be sorted closest first and must not contain the base node.
+template <typename Graph>
+void
+select_neighbors(Graph &graph, const std::vector<Candidate> &candidates, uint32_t max_neighbors,
+				 std::vector<Candidate> &out)
+{
+	out.clear();
+	for (const Candidate &c : candidates) {
+		if (out.size() >= max_neighbors)
+			break;
+		bool keep = true;
+		for (const Candidate &kept : out) {
+			if (graph.distance_between(c.id, kept.id) < c.dist) {
+				keep = false;
+				break;
+			}
+		}
+		if (keep)
+			out.push_back(c);
+	}
+}
+
+} // namespace hannoy

@@ -1,0 +1,252 @@
+/*
+ * store_graph.cpp: bulk loading, incremental insertion and scan-search state.
+ */
+#include "store_graph.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "../pure_cpp.hpp"
+
+namespace hannoy
+{
+
+namespace
+{
+/* Bound on buffered vector bytes before the loader writes them (keeps transactions small). */
+constexpr size_t kLoaderFlushBytes = size_t(64) << 20;
+} // namespace
+
+BulkLoader::BulkLoader(IndexStore &store)
+	: store_(store), vector_bytes_(store.cached_meta().vector_bytes),
+	  per_block_(store.cached_meta().vectors_per_block), m_(store.cached_meta().params.m),
+	  level_seed_(store.cached_meta().level_seed)
+{
+	block_.reserve(static_cast<size_t>(vector_bytes_) * per_block_);
+}
+
+uint32_t
+BulkLoader::add(HeapTid tid, const uint8_t *vector)
+{
+	if (next_id_ == kNoItem)
+		throw Error(ErrorCode::LimitExceeded, "hannoy index cannot hold more than 4294967294 items");
+	uint32_t id = next_id_++;
+	block_.insert(block_.end(), vector, vector + vector_bytes_);
+	if (block_.size() == static_cast<size_t>(vector_bytes_) * per_block_) {
+		full_blocks_.push_back(std::move(block_));
+		block_ = std::vector<uint8_t>();
+		block_.reserve(static_cast<size_t>(vector_bytes_) * per_block_);
+	}
+	pending_.emplace_back(tid, id);
+	return id;
+}
+
+void
+BulkLoader::maybe_flush()
+{
+	if (full_blocks_.size() * static_cast<size_t>(vector_bytes_) * per_block_ >= kLoaderFlushBytes)
+		flush(false);
+}
+
+void
+BulkLoader::finish()
+{
+	flush(true);
+}
+
+void
+BulkLoader::flush(bool final)
+{
+	size_t block_bytes = static_cast<size_t>(vector_bytes_) * per_block_;
+	std::sort(pending_.begin(), pending_.end(),
+			  [](const auto &a, const auto &b) { return a.second < b.second; });
+	/* Items whose block is written now: all of them when final, else those in full blocks. */
+	uint32_t written_end = final ? next_id_ : (first_full_block_ + static_cast<uint32_t>(full_blocks_.size())) * per_block_;
+	std::vector<std::pair<HeapTid, uint32_t>> tids;
+	for (const auto &p : pending_)
+		if (p.second < written_end)
+			tids.push_back(p);
+	std::sort(tids.begin(), tids.end(), [](const auto &a, const auto &b) { return a.first < b.first; });
+
+	lmdb::run_write(store_.env(), [&](lmdb::Txn &txn) {
+		StoreWriter writer(store_, txn);
+		uint32_t block = first_full_block_;
+		for (const auto &bytes : full_blocks_) {
+			auto key = block_key(block++);
+			txn.put(store_.vectors_dbi(), key.data(), key.size(), bytes.data(), bytes.size(), MDB_APPEND);
+		}
+		if (final && !block_.empty()) {
+			std::vector<uint8_t> padded(block_);
+			padded.resize(block_bytes, 0);
+			auto key = block_key(block);
+			txn.put(store_.vectors_dbi(), key.data(), key.size(), padded.data(), padded.size(), MDB_APPEND);
+		}
+		ItemRecord item;
+		item.tids.resize(1);
+		for (const auto &p : pending_) {
+			if (p.second >= written_end)
+				continue;
+			item.level = draw_level(level_seed_, p.second, m_);
+			item.tids[0] = p.first;
+			auto key = item_key(p.second);
+			std::string bytes = encode_item(item);
+			txn.put(store_.items_dbi(), key.data(), key.size(), bytes.data(), bytes.size(), MDB_APPEND);
+		}
+		for (const auto &p : tids)
+			writer.put_tid(p.first, p.second);
+	});
+	first_full_block_ += static_cast<uint32_t>(full_blocks_.size());
+	full_blocks_.clear();
+	pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
+								  [&](const auto &p) { return p.second < written_end; }),
+				   pending_.end());
+}
+
+Inserter::Inserter(IndexStore &store)
+	: store_(store), space_(store.cached_meta().params.metric, store.cached_meta().params.dims)
+{
+}
+
+size_t
+Inserter::insert(const std::vector<NewItem> &items)
+{
+	size_t added = 0;
+	lmdb::run_write(store_.env(), [&](lmdb::Txn &txn) {
+		StoreWriter writer(store_, txn);
+		IndexMeta meta = writer.meta();
+		Bitmap tombstones = writer.tombstones();
+		added = 0;
+
+		/* Vectors first: later pointers into these blocks must not be invalidated by writes. */
+		struct Assigned {
+			uint32_t id;
+			uint8_t level;
+			const uint8_t *vector;
+		};
+		std::vector<Assigned> assigned;
+		for (const NewItem &item : items) {
+			uint32_t existing;
+			if (writer.item_for_tid(item.tid, &existing))
+				continue;
+			if (meta.next_item == kNoItem)
+				throw Error(ErrorCode::LimitExceeded, "hannoy index ran out of item ids", "",
+							"REINDEX the index to renumber its items.");
+			uint32_t id = meta.next_item++;
+			uint8_t level = draw_level(meta.level_seed, id, meta.params.m);
+			writer.put_vector(id, item.vector);
+			ItemRecord record;
+			record.level = level;
+			record.tids.push_back(item.tid);
+			writer.put_item(id, record);
+			writer.put_tid(item.tid, id);
+			assigned.push_back(Assigned{id, level, item.vector});
+		}
+		for (const Assigned &a : assigned)
+			link(writer, meta, tombstones, a.id, a.level, a.vector);
+		meta.live_items += assigned.size();
+		meta.seq++;
+		writer.put_meta(meta);
+		added = assigned.size();
+	});
+	return added;
+}
+
+void
+Inserter::link(StoreWriter &writer, IndexMeta &meta, const Bitmap &tombstones, uint32_t id, uint8_t level,
+			   const uint8_t *vector)
+{
+	StoreGraph graph(writer, space_);
+	const uint32_t m = meta.params.m;
+	std::vector<uint32_t> none;
+
+	/* No live item to link to: this item starts the graph afresh. */
+	if (meta.entry_point == kNoItem || meta.live_items == 0) {
+		for (int layer = 0; layer <= level; layer++)
+			writer.put_links(id, static_cast<uint8_t>(layer), none.data(), 0);
+		meta.entry_point = id;
+		meta.max_level = level;
+		return;
+	}
+
+	auto accept = [&](uint32_t candidate) { return candidate != id && !tombstones.contains(candidate); };
+	float d;
+	if (!graph.distance_to(vector, meta.entry_point, &d))
+		throw Error(ErrorCode::Corrupted, "hannoy index entry point has no vector", "", "REINDEX the index.");
+	Candidate current{d, meta.entry_point};
+	for (int layer = meta.max_level; layer > level; layer--)
+		current = greedy_closest(graph, vector, current, static_cast<uint8_t>(layer), scratch_.neighbors);
+
+	entry_points_.assign(1, current);
+	for (int layer = std::min<int>(level, meta.max_level); layer >= 0; layer--) {
+		uint8_t l = static_cast<uint8_t>(layer);
+		uint32_t cap = l == 0 ? 2 * m : m;
+		search_layer(graph, vector, entry_points_, meta.params.ef_construction, l, accept, scratch_,
+					 meta.next_item, found_);
+		select_neighbors(graph, found_, cap, selected_);
+		ids_.clear();
+		for (const Candidate &c : selected_)
+			ids_.push_back(c.id);
+		writer.put_links(id, l, ids_.data(), ids_.size());
+		std::vector<Candidate> chosen = selected_;
+		for (const Candidate &c : chosen)
+			add_reverse_link(writer, graph, tombstones, c.id, l, id, c.dist);
+		if (!found_.empty())
+			entry_points_.swap(found_);
+	}
+	for (int layer = meta.max_level + 1; layer <= level; layer++)
+		writer.put_links(id, static_cast<uint8_t>(layer), none.data(), 0);
+	if (level > meta.max_level) {
+		meta.entry_point = id;
+		meta.max_level = level;
+	}
+}
+
+void
+Inserter::add_reverse_link(StoreWriter &writer, StoreGraph &graph, const Bitmap &tombstones, uint32_t target,
+						   uint8_t layer, uint32_t id, float dist)
+{
+	uint32_t cap = layer == 0 ? 2u * store_.cached_meta().params.m : store_.cached_meta().params.m;
+	ids_.clear();
+	if (!writer.links(target, layer, ids_))
+		return;
+	if (std::find(ids_.begin(), ids_.end(), id) != ids_.end())
+		return;
+	if (ids_.size() < cap) {
+		ids_.push_back(id);
+		writer.put_links(target, layer, ids_.data(), ids_.size());
+		return;
+	}
+	/* Full: re-select over the current list (as it is now, under the writer lock) plus the
+	 * new node, dropping deleted neighbours. */
+	prune_.clear();
+	for (uint32_t neighbor : ids_) {
+		if (tombstones.contains(neighbor))
+			continue;
+		prune_.push_back(Candidate{graph.distance_between(target, neighbor), neighbor});
+	}
+	prune_.push_back(Candidate{dist, id});
+	std::sort(prune_.begin(), prune_.end(), closer);
+	select_neighbors(graph, prune_, cap, selected_);
+	ids_.clear();
+	for (const Candidate &c : selected_)
+		ids_.push_back(c.id);
+	writer.put_links(target, layer, ids_.data(), ids_.size());
+}
+
+ScanSearch::ScanSearch(const Space &space, const uint8_t *query, uint32_t ef)
+	: space_(space), query_(query, query + space.bytes()), ef_(ef == 0 ? 1 : ef)
+{
+}
+
+void
+ScanSearch::push_result(const Candidate &c)
+{
+	results_.push_back(c);
+	std::push_heap(results_.begin(), results_.end(), FarthestOnTop());
+	if (results_.size() > ef_) {
+		std::pop_heap(results_.begin(), results_.end(), FarthestOnTop());
+		results_.pop_back();
+	}
+}
+
+} // namespace hannoy

@@ -1,0 +1,257 @@
+/*
+ * store_graph.hpp: HNSW operations on an index file: bulk loading, incremental insertion
+ * and the resumable search behind index scans.
+ *
+ * Everything here runs inside one LMDB transaction per call and keeps no pointer into the
+ * map across calls. Incremental insertion happens under the single LMDB writer: it re-reads
+ * every neighbour list it changes, so concurrent writers (serialised by LMDB) never lose
+ * each other's edges.
+ */
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "../distance/metric.hpp"
+#include "../store/index_store.hpp"
+#include "hnsw.hpp"
+
+namespace hannoy
+{
+
+/// The graph interface of hnsw.hpp over an index file, for one transaction.
+class StoreGraph
+{
+public:
+	StoreGraph(StoreReader &reader, const Space &space) : reader_(reader), space_(space) {}
+
+	bool distance_to(const void *query, uint32_t id, float *out)
+	{
+		const uint8_t *v = reader_.vector(id);
+		if (v == nullptr)
+			return false;
+		*out = space_.distance(query, v);
+		return true;
+	}
+	float distance_between(uint32_t a, uint32_t b)
+	{
+		const uint8_t *va = reader_.vector(a);
+		const uint8_t *vb = reader_.vector(b);
+		if (va == nullptr || vb == nullptr)
+			throw Error(ErrorCode::Corrupted, "hannoy index links an item without a vector", "",
+						"REINDEX the index.");
+		return space_.distance(va, vb);
+	}
+	void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) { reader_.links(id, layer, out); }
+
+private:
+	StoreReader &reader_;
+	const Space &space_;
+};
+
+/// Appends the items of a bulk build to a fresh index file, in large transactions, without
+/// linking them (BuildGraph does that afterwards).
+class BulkLoader
+{
+public:
+	explicit BulkLoader(IndexStore &store);
+
+	/// Buffers one item whose stored vector is `vector`; returns its id.
+	uint32_t add(HeapTid tid, const uint8_t *vector);
+	/// Writes the buffered items when the buffer is large; call often (between heap tuples).
+	void maybe_flush();
+	/// Writes everything, including the last partial block.
+	void finish();
+	uint32_t count() const { return next_id_; }
+
+private:
+	void flush(bool final);
+
+	IndexStore &store_;
+	uint32_t vector_bytes_;
+	uint32_t per_block_;
+	uint32_t m_;
+	uint64_t level_seed_;
+	uint32_t next_id_ = 0;
+	std::vector<uint8_t> block_;
+	std::vector<std::vector<uint8_t>> full_blocks_;
+	uint32_t first_full_block_ = 0;
+	std::vector<std::pair<HeapTid, uint32_t>> pending_;
+};
+
+/// An item to insert: its heap row and its stored-form vector.
+struct NewItem {
+	HeapTid tid;
+	const uint8_t *vector;
+};
+
+/// Links new items into an existing graph.
+class Inserter
+{
+public:
+	explicit Inserter(IndexStore &store);
+
+	/// Inserts the items in one write transaction. TIDs already indexed are skipped (inserts
+	/// are idempotent). Returns how many items were added.
+	size_t insert(const std::vector<NewItem> &items);
+
+private:
+	void link(StoreWriter &writer, IndexMeta &meta, const Bitmap &tombstones, uint32_t id, uint8_t level,
+			  const uint8_t *vector);
+	void add_reverse_link(StoreWriter &writer, StoreGraph &graph, const Bitmap &tombstones, uint32_t target,
+						  uint8_t layer, uint32_t id, float dist);
+
+	IndexStore &store_;
+	Space space_;
+	SearchScratch scratch_;
+	std::vector<Candidate> entry_points_, found_, selected_, prune_;
+	std::vector<uint32_t> ids_;
+};
+
+/// A layer-0 search that can be resumed to produce more results in order, for index scans.
+/// Each call to next() runs in its own read transaction; between calls nothing points into
+/// the file, and items deleted meanwhile simply stop appearing.
+class ScanSearch
+{
+public:
+	/// `query` is the stored form of the query vector (copied).
+	ScanSearch(const Space &space, const uint8_t *query, uint32_t ef);
+
+	/// Appends the next results to `out`, closest first and never closer than a result given
+	/// before. Widens the beam (doubling ef) as often as needed. Returns false when the
+	/// reachable graph is exhausted.
+	template <typename Filter>
+	bool next(StoreReader &reader, const Filter &accept, std::vector<Candidate> &out);
+
+	/// Nodes whose distance was computed so far.
+	uint64_t visited() const { return visited_count_; }
+
+private:
+	template <typename Filter>
+	void expand(StoreGraph &graph, const Filter &accept);
+	void push_result(const Candidate &c);
+
+	Space space_;
+	std::vector<uint8_t> query_;
+	uint32_t ef_;
+	bool started_ = false;
+	bool exhausted_ = false;
+	uint64_t visited_count_ = 0;
+	VisitedSet visited_;
+	VisitedSet emitted_;
+	std::vector<Candidate> candidates_; ///< min-heap of nodes to expand
+	std::vector<Candidate> results_;    ///< max-heap: best ef_ accepted nodes of this round
+	std::vector<Candidate> accepted_;   ///< every accepted node found so far
+	std::vector<Candidate> deferred_;   ///< found but outside the beam; revisited when it widens
+	std::vector<uint32_t> neighbors_;
+	std::vector<Candidate> round_;
+	bool any_emitted_ = false;
+	float last_emitted_ = 0.0f;
+};
+
+template <typename Filter>
+void
+ScanSearch::expand(StoreGraph &graph, const Filter &accept)
+{
+	while (!candidates_.empty()) {
+		Candidate current = candidates_.front();
+		if (results_.size() >= ef_ && current.dist > results_.front().dist)
+			break;
+		std::pop_heap(candidates_.begin(), candidates_.end(), ClosestOnTop());
+		candidates_.pop_back();
+		neighbors_.clear();
+		graph.neighbors(current.id, 0, neighbors_);
+		for (uint32_t id : neighbors_) {
+			if (visited_.test_and_set(id))
+				continue;
+			float d;
+			if (!graph.distance_to(query_.data(), id, &d))
+				continue;
+			visited_count_++;
+			Candidate c{d, id};
+			bool accepted = accept(id);
+			if (accepted)
+				accepted_.push_back(c);
+			if (results_.size() < ef_ || d < results_.front().dist) {
+				candidates_.push_back(c);
+				std::push_heap(candidates_.begin(), candidates_.end(), ClosestOnTop());
+				if (accepted)
+					push_result(c);
+			} else {
+				deferred_.push_back(c);
+			}
+		}
+	}
+}
+
+template <typename Filter>
+bool
+ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidate> &out)
+{
+	StoreGraph graph(reader, space_);
+	while (!exhausted_) {
+		if (!started_) {
+			started_ = true;
+			IndexMeta meta = reader.meta();
+			if (meta.entry_point == kNoItem) {
+				exhausted_ = true;
+				break;
+			}
+			visited_.reset(meta.next_item);
+			emitted_.reset(meta.next_item);
+			float d;
+			if (!graph.distance_to(query_.data(), meta.entry_point, &d))
+				throw Error(ErrorCode::Corrupted, "hannoy index entry point has no vector", "", "REINDEX the index.");
+			Candidate current{d, meta.entry_point};
+			for (int layer = meta.max_level; layer > 0; layer--)
+				current = greedy_closest(graph, query_.data(), current, static_cast<uint8_t>(layer), neighbors_);
+			visited_.test_and_set(current.id);
+			visited_count_++;
+			candidates_.push_back(current);
+			if (accept(current.id)) {
+				accepted_.push_back(current);
+				push_result(current);
+			}
+		} else {
+			/* Widen the beam: the best 2*ef accepted nodes so far seed the new round, and
+			 * everything left outside the old beam becomes expandable again. */
+			ef_ = ef_ > (1u << 30) ? ef_ : ef_ * 2;
+			for (const Candidate &c : deferred_) {
+				candidates_.push_back(c);
+				std::push_heap(candidates_.begin(), candidates_.end(), ClosestOnTop());
+			}
+			deferred_.clear();
+			results_ = accepted_;
+			if (results_.size() > ef_) {
+				std::nth_element(results_.begin(), results_.begin() + ef_, results_.end(), closer);
+				results_.resize(ef_);
+			}
+			std::make_heap(results_.begin(), results_.end(), FarthestOnTop());
+		}
+		expand(graph, accept);
+
+		round_.assign(results_.begin(), results_.end());
+		std::sort(round_.begin(), round_.end(), closer);
+		size_t before = out.size();
+		for (const Candidate &c : round_) {
+			if (emitted_.contains(c.id))
+				continue;
+			/* Strict order: a node found late but closer than what was already returned is
+			 * dropped, since the executor trusts the index's order. */
+			if (any_emitted_ && c.dist < last_emitted_)
+				continue;
+			emitted_.test_and_set(c.id);
+			out.push_back(c);
+			last_emitted_ = c.dist;
+			any_emitted_ = true;
+		}
+		if (candidates_.empty() && deferred_.empty() && accepted_.size() <= ef_)
+			exhausted_ = true;
+		if (out.size() > before)
+			return true;
+	}
+	return false;
+}
+
+} // namespace hannoy

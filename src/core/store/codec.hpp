@@ -1,0 +1,131 @@
+/*
+ * codec.hpp: the on-disk layout of a hannoy index file, byte for byte.
+ *
+ * Keys are big-endian so that LMDB's byte order is numeric order (items in id order, each
+ * item's layers together, heap TIDs in physical order); values are little-endian, like the
+ * portable roaring format of the links. Everything here is format: changing a constant or a
+ * field breaks existing files, so each layout has a golden-bytes unit test and the file
+ * carries kFormatVersion.
+ *
+ * Named databases of one index file:
+ *   meta     "meta" -> IndexMeta;  "tombstones" -> portable bitmap of deleted items not yet purged
+ *   items    item id (u32 BE) -> ItemRecord (level, flags, heap TIDs)
+ *   tids     heap TID (u32 BE block, u16 BE offset) -> item id (u32 LE)
+ *   links    item id (u32 BE), layer (u8) -> portable roaring bitmap of neighbour ids
+ *   vectors  block number (u32 BE) -> vectors_per_block stored vectors, back to back
+ *   codes    block number (u32 BE) -> codes_per_block binary codes (binary quantization only)
+ */
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../distance/metric.hpp"
+
+namespace hannoy
+{
+
+/// Version of the file layout described here. Readers refuse other versions.
+constexpr uint16_t kFormatVersion = 1;
+/// First four bytes of the meta record: "HNNY".
+constexpr uint32_t kMetaMagic = 0x594e4e48;
+/// Item id meaning "none" (no entry point).
+constexpr uint32_t kNoItem = 0xffffffffu;
+/// Highest layer an item may be assigned.
+constexpr uint8_t kMaxLevel = 32;
+
+/// Flags of IndexMeta.
+enum MetaFlags : uint16_t {
+	kMetaBuildComplete = 1 << 0, ///< the initial build finished and was synced
+};
+
+/// A heap row locator, opaque to the core (PostgreSQL's block number and line pointer).
+struct HeapTid {
+	uint32_t block = 0;
+	uint16_t offset = 0;
+	bool operator==(const HeapTid &o) const { return block == o.block && offset == o.offset; }
+	bool operator<(const HeapTid &o) const { return block != o.block ? block < o.block : offset < o.offset; }
+};
+
+/// Build-time parameters, frozen in the file when the index is created.
+struct IndexParams {
+	Metric metric = Metric::L2;
+	Quantization quantization = Quantization::None;
+	uint32_t dims = 0;
+	uint16_t m = 16;
+	uint16_t ef_construction = 64;
+};
+
+/// Identity of the PostgreSQL index a file belongs to (opaque numbers to the core). The glue
+/// compares it with the index's metapage before trusting the file.
+struct Identity {
+	std::array<uint8_t, 16> uuid{}; ///< random per build, also on the metapage
+	uint64_t system_identifier = 0; ///< the cluster that built the file
+	uint32_t index_oid = 0;
+	uint32_t relfilenode = 0;
+	uint32_t database_oid = 0;
+	uint32_t tablespace_oid = 0;
+	uint32_t creator_xid = 0; ///< transaction that created the file (orphan detection)
+};
+
+/// The meta record: everything needed to read the file.
+struct IndexMeta {
+	uint16_t format_version = kFormatVersion;
+	uint16_t flags = 0;
+	Identity identity;
+	IndexParams params;
+	uint32_t vector_bytes = 0;      ///< bytes of one stored vector
+	uint32_t vectors_per_block = 0; ///< vectors per `vectors` record
+	uint32_t code_bytes = 0;        ///< bytes of one binary code (0 without quantization)
+	uint32_t codes_per_block = 0;
+	uint64_t level_seed = 0;     ///< seed of the per-item level draw
+	uint32_t next_item = 0;      ///< next item id to assign; ids are never reused
+	uint32_t entry_point = kNoItem;
+	uint8_t max_level = 0;       ///< level of the entry point
+	uint64_t live_items = 0;     ///< items with at least one heap TID
+	uint64_t tombstoned_items = 0; ///< deleted items whose links may still exist
+	uint64_t seq = 0;            ///< incremented by every committed change
+};
+
+/// Size of the encoded IndexMeta.
+constexpr size_t kMetaBytes = 128;
+
+std::string encode_meta(const IndexMeta &meta);
+/// Throws Corrupted for a wrong magic or size, Unavailable for an unknown format version.
+IndexMeta decode_meta(const void *data, size_t size);
+
+/// An item: its top layer and the heap rows holding its vector.
+struct ItemRecord {
+	uint8_t level = 0;
+	uint8_t flags = 0;
+	std::vector<HeapTid> tids;
+};
+
+std::string encode_item(const ItemRecord &item);
+ItemRecord decode_item(const void *data, size_t size);
+
+/// Big-endian key helpers.
+std::array<uint8_t, 4> item_key(uint32_t id);
+std::array<uint8_t, 5> link_key(uint32_t id, uint8_t layer);
+std::array<uint8_t, 6> tid_key(HeapTid tid);
+std::array<uint8_t, 4> block_key(uint32_t block);
+uint32_t decode_item_key(const void *data, size_t size);
+HeapTid decode_tid_key(const void *data, size_t size);
+/// Splits a links key; throws Corrupted on a wrong size.
+void decode_link_key(const void *data, size_t size, uint32_t *id, uint8_t *layer);
+
+/// How stored vectors are packed into LMDB values: `per_block` vectors of `bytes` each per
+/// record, sized so the record fills whole overflow pages with little waste. Records are
+/// always written at full size, so they always live in overflow pages, whose data is
+/// 16-byte aligned in the map: every float vector is at least 4-byte aligned.
+struct BlockGeometry {
+	uint32_t bytes = 0;
+	uint32_t per_block = 0;
+	size_t block_bytes() const { return static_cast<size_t>(bytes) * per_block; }
+};
+BlockGeometry choose_block_geometry(uint32_t item_bytes, uint32_t page_size);
+
+} // namespace hannoy

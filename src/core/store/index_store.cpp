@@ -1,0 +1,376 @@
+/*
+ * index_store.cpp: creating, opening and reading/writing one index file.
+ */
+#include "index_store.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "../pure_cpp.hpp"
+
+namespace hannoy
+{
+
+namespace
+{
+
+constexpr unsigned kMaxDatabases = 8;
+constexpr char kMetaKey[] = "meta";
+constexpr char kTombstonesKey[] = "tombstones";
+
+std::string
+lock_path(const std::string &path)
+{
+	return path + "-lock";
+}
+
+} // namespace
+
+bool
+IndexStore::remove_files(const std::string &path)
+{
+	bool removed = ::unlink(path.c_str()) == 0;
+	if (::unlink(lock_path(path).c_str()) == 0)
+		removed = true;
+	return removed;
+}
+
+void
+IndexStore::open_databases(bool create)
+{
+	lmdb::Txn txn(*env_, !create);
+	unsigned flags = create ? MDB_CREATE : 0;
+	struct {
+		const char *name;
+		MDB_dbi *dbi;
+	} databases[] = {{"meta", &meta_},   {"items", &items_},     {"tids", &tids_},
+					 {"links", &links_}, {"vectors", &vectors_}, {"codes", &codes_}};
+	for (auto &db : databases) {
+		int rc = mdb_dbi_open(txn.raw(), db.name, flags, db.dbi);
+		if (rc == MDB_NOTFOUND)
+			throw Error(ErrorCode::Corrupted,
+						format("hannoy index file \"%s\" lacks its \"%s\" database", env_->path().c_str(), db.name),
+						"", "REINDEX the index.");
+		lmdb::check(rc, "mdb_dbi_open", env_->path());
+	}
+	/* Committing (even read-only) keeps the database handles open for later transactions. */
+	txn.commit();
+}
+
+std::unique_ptr<IndexStore>
+IndexStore::create(const std::string &path, const IndexMeta &initial, const Options &options)
+{
+	remove_files(path);
+	lmdb::Env::Options env_options;
+	env_options.create = true;
+	env_options.no_sync = true;
+	env_options.max_readers = options.max_readers;
+	env_options.max_map_size = options.max_map_size;
+	std::unique_ptr<IndexStore> store(new IndexStore(lmdb::Env::open(path, env_options, kMaxDatabases)));
+	store->open_databases(true);
+
+	IndexMeta meta = initial;
+	meta.format_version = kFormatVersion;
+	meta.flags = 0;
+	meta.vector_bytes = static_cast<uint32_t>(vector_bytes(meta.params.metric, meta.params.dims));
+	BlockGeometry vectors = choose_block_geometry(meta.vector_bytes, store->env().page_size());
+	meta.vectors_per_block = vectors.per_block;
+	if (meta.params.quantization == Quantization::Binary) {
+		meta.code_bytes = static_cast<uint32_t>(binary_code_bytes(meta.params.dims));
+		meta.codes_per_block = choose_block_geometry(meta.code_bytes, store->env().page_size()).per_block;
+	} else {
+		meta.code_bytes = 0;
+		meta.codes_per_block = 0;
+	}
+	lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
+		StoreWriter writer(*store, txn);
+		writer.put_meta(meta);
+	});
+	store->meta_cache_ = meta;
+	return store;
+}
+
+std::unique_ptr<IndexStore>
+IndexStore::open(const std::string &path, const Options &options)
+{
+	lmdb::Env::Options env_options;
+	env_options.max_readers = options.max_readers;
+	env_options.max_map_size = options.max_map_size;
+	std::unique_ptr<IndexStore> store(new IndexStore(lmdb::Env::open(path, env_options, kMaxDatabases)));
+	store->open_databases(false);
+	lmdb::Txn txn(store->env(), true);
+	MDB_val value;
+	if (!txn.get(store->meta_, kMetaKey, sizeof(kMetaKey) - 1, &value))
+		throw Error(ErrorCode::Corrupted, format("hannoy index file \"%s\" has no meta record", path.c_str()), "",
+					"REINDEX the index.");
+	store->meta_cache_ = decode_meta(value.mv_data, value.mv_size);
+	return store;
+}
+
+void
+IndexStore::finish_build()
+{
+	lmdb::run_write(*env_, [&](lmdb::Txn &txn) {
+		StoreWriter writer(*this, txn);
+		IndexMeta meta = writer.meta();
+		meta.flags |= kMetaBuildComplete;
+		writer.put_meta(meta);
+	});
+	env_->sync();
+	env_->set_no_sync(false);
+	/* The file's directory entry must be durable too, or a crash could lose the file. */
+	std::string dir = path();
+	size_t slash = dir.rfind('/');
+	dir = slash == std::string::npos ? "." : dir.substr(0, slash);
+	int fd = ::open(dir.c_str(), O_RDONLY);
+	if (fd >= 0) {
+		::fsync(fd);
+		::close(fd);
+	}
+}
+
+StoreReader::StoreReader(IndexStore &store, lmdb::Txn &txn)
+	: store_(store), txn_(txn), geometry_(store.cached_meta())
+{
+	if (txn.read_only() && store.env().live_txns == 1) {
+		/* Same snapshot and same mapping: block addresses found earlier are still right. */
+		IndexStore::BlockCache &cache = store.block_cache();
+		if (cache.snapshot != txn.id() || cache.generation != store.map_generation()) {
+			std::fill(cache.vectors.begin(), cache.vectors.end(), nullptr);
+			std::fill(cache.codes.begin(), cache.codes.end(), nullptr);
+			cache.snapshot = txn.id();
+			cache.generation = store.map_generation();
+		}
+		cache_ = &cache;
+	}
+}
+
+IndexMeta
+StoreReader::meta() const
+{
+	MDB_val value;
+	if (!txn_.get(store_.meta_dbi(), kMetaKey, sizeof(kMetaKey) - 1, &value))
+		throw Error(ErrorCode::Corrupted, "hannoy index file has no meta record", "", "REINDEX the index.");
+	return decode_meta(value.mv_data, value.mv_size);
+}
+
+const uint8_t *
+StoreReader::block_slot(MDB_dbi dbi, std::vector<const uint8_t *> *cache, uint32_t per_block, uint32_t item_bytes,
+						uint32_t id)
+{
+	uint32_t block = id / per_block;
+	uint32_t slot = id % per_block;
+	if (cache != nullptr && block < cache->size() && (*cache)[block] != nullptr)
+		return (*cache)[block] + static_cast<size_t>(slot) * item_bytes;
+	auto key = block_key(block);
+	MDB_val value;
+	if (!txn_.get(dbi, key.data(), key.size(), &value))
+		return nullptr;
+	size_t expected = static_cast<size_t>(per_block) * item_bytes;
+	if (value.mv_size != expected)
+		throw Error(ErrorCode::Corrupted,
+					format("hannoy index file \"%s\": vector block %u has %zu bytes, expected %zu",
+						   store_.path().c_str(), block, value.mv_size, expected),
+					"", "REINDEX the index.");
+	const uint8_t *base = static_cast<const uint8_t *>(value.mv_data);
+	if (cache != nullptr) {
+		if (block >= cache->size())
+			cache->resize(static_cast<size_t>(block) + 1 + cache->size() / 2, nullptr);
+		(*cache)[block] = base;
+	}
+	return base + static_cast<size_t>(slot) * item_bytes;
+}
+
+const uint8_t *
+StoreReader::vector(uint32_t id)
+{
+	return block_slot(store_.vectors_dbi(), cache_ ? &cache_->vectors : nullptr, geometry_.vectors_per_block,
+					  geometry_.vector_bytes, id);
+}
+
+const uint8_t *
+StoreReader::code(uint32_t id)
+{
+	if (geometry_.codes_per_block == 0)
+		return nullptr;
+	return block_slot(store_.codes_dbi(), cache_ ? &cache_->codes : nullptr, geometry_.codes_per_block,
+					  geometry_.code_bytes, id);
+}
+
+bool
+StoreReader::links(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const
+{
+	auto key = link_key(id, layer);
+	MDB_val value;
+	if (!txn_.get(store_.links_dbi(), key.data(), key.size(), &value))
+		return false;
+	decode_portable_ids(value.mv_data, value.mv_size, out, "links");
+	return true;
+}
+
+bool
+StoreReader::item(uint32_t id, ItemRecord *out) const
+{
+	auto key = item_key(id);
+	MDB_val value;
+	if (!txn_.get(store_.items_dbi(), key.data(), key.size(), &value))
+		return false;
+	*out = decode_item(value.mv_data, value.mv_size);
+	return true;
+}
+
+bool
+StoreReader::has_item(uint32_t id) const
+{
+	auto key = item_key(id);
+	MDB_val value;
+	return txn_.get(store_.items_dbi(), key.data(), key.size(), &value);
+}
+
+uint32_t
+StoreReader::decode_tid_value(const MDB_val &v)
+{
+	if (v.mv_size != 4)
+		throw Error(ErrorCode::Corrupted, "hannoy index file is corrupted: tid value has the wrong size", "",
+					"REINDEX the index.");
+	const uint8_t *p = static_cast<const uint8_t *>(v.mv_data);
+	return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
+		   (static_cast<uint32_t>(p[3]) << 24);
+}
+
+bool
+StoreReader::item_for_tid(HeapTid tid, uint32_t *id) const
+{
+	auto key = tid_key(tid);
+	MDB_val value;
+	if (!txn_.get(store_.tids_dbi(), key.data(), key.size(), &value))
+		return false;
+	*id = decode_tid_value(value);
+	return true;
+}
+
+Bitmap
+StoreReader::tombstones() const
+{
+	MDB_val value;
+	if (!txn_.get(store_.meta_dbi(), kTombstonesKey, sizeof(kTombstonesKey) - 1, &value))
+		return Bitmap();
+	return Bitmap::decode(value.mv_data, value.mv_size);
+}
+
+StoreWriter::StoreWriter(IndexStore &store, lmdb::Txn &txn) : StoreReader(store, txn)
+{
+	if (txn.read_only())
+		throw Error(ErrorCode::Internal, "hannoy store writer needs a write transaction");
+}
+
+void
+StoreWriter::put_meta(const IndexMeta &meta)
+{
+	std::string bytes = encode_meta(meta);
+	txn_.put(store_.meta_dbi(), kMetaKey, sizeof(kMetaKey) - 1, bytes.data(), bytes.size());
+	store_.set_cached_meta(meta);
+}
+
+void
+StoreWriter::put_slot(MDB_dbi dbi, uint32_t per_block, uint32_t item_bytes, uint32_t id, const void *bytes)
+{
+	uint32_t block = id / per_block;
+	uint32_t slot = id % per_block;
+	size_t block_bytes = static_cast<size_t>(per_block) * item_bytes;
+	auto key = block_key(block);
+	MDB_val old;
+	std::vector<uint8_t> copy;
+	if (txn_.get(dbi, key.data(), key.size(), &old)) {
+		if (old.mv_size != block_bytes)
+			throw Error(ErrorCode::Corrupted, "hannoy index file is corrupted: vector block has the wrong size",
+						"", "REINDEX the index.");
+		/* Copy first: reserving may move the record and free the pages `old` points into. */
+		copy.assign(static_cast<const uint8_t *>(old.mv_data), static_cast<const uint8_t *>(old.mv_data) + block_bytes);
+	} else {
+		copy.assign(block_bytes, 0);
+	}
+	std::memcpy(copy.data() + static_cast<size_t>(slot) * item_bytes, bytes, item_bytes);
+	void *dest = txn_.reserve(dbi, key.data(), key.size(), block_bytes);
+	std::memcpy(dest, copy.data(), block_bytes);
+}
+
+void
+StoreWriter::put_vector(uint32_t id, const void *bytes)
+{
+	put_slot(store_.vectors_dbi(), geometry_.vectors_per_block, geometry_.vector_bytes, id, bytes);
+}
+
+void
+StoreWriter::put_code(uint32_t id, const void *bytes)
+{
+	if (geometry_.codes_per_block == 0)
+		throw Error(ErrorCode::Internal, "binary code written to an index without quantization");
+	put_slot(store_.codes_dbi(), geometry_.codes_per_block, geometry_.code_bytes, id, bytes);
+}
+
+void
+StoreWriter::put_item(uint32_t id, const ItemRecord &item)
+{
+	auto key = item_key(id);
+	std::string bytes = encode_item(item);
+	txn_.put(store_.items_dbi(), key.data(), key.size(), bytes.data(), bytes.size());
+}
+
+void
+StoreWriter::delete_item(uint32_t id)
+{
+	auto key = item_key(id);
+	txn_.del(store_.items_dbi(), key.data(), key.size());
+}
+
+void
+StoreWriter::put_tid(HeapTid tid, uint32_t id)
+{
+	auto key = tid_key(tid);
+	uint8_t value[4] = {static_cast<uint8_t>(id), static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id >> 16),
+						static_cast<uint8_t>(id >> 24)};
+	txn_.put(store_.tids_dbi(), key.data(), key.size(), value, sizeof(value));
+}
+
+void
+StoreWriter::delete_tid(HeapTid tid)
+{
+	auto key = tid_key(tid);
+	txn_.del(store_.tids_dbi(), key.data(), key.size());
+}
+
+void
+StoreWriter::put_links(uint32_t id, uint8_t layer, const uint32_t *ids, size_t n, unsigned flags)
+{
+	sort_buffer_.assign(ids, ids + n);
+	std::sort(sort_buffer_.begin(), sort_buffer_.end());
+	std::string bytes = encode_portable_ids(sort_buffer_.data(), sort_buffer_.size());
+	auto key = link_key(id, layer);
+	txn_.put(store_.links_dbi(), key.data(), key.size(), bytes.data(), bytes.size(), flags);
+}
+
+void
+StoreWriter::delete_links(uint32_t id, uint8_t layer)
+{
+	auto key = link_key(id, layer);
+	txn_.del(store_.links_dbi(), key.data(), key.size());
+}
+
+void
+StoreWriter::put_tombstones(const Bitmap &tombstones)
+{
+	if (tombstones.empty()) {
+		txn_.del(store_.meta_dbi(), kTombstonesKey, sizeof(kTombstonesKey) - 1);
+		return;
+	}
+	std::string bytes = tombstones.encode();
+	txn_.put(store_.meta_dbi(), kTombstonesKey, sizeof(kTombstonesKey) - 1, bytes.data(), bytes.size());
+}
+
+} // namespace hannoy

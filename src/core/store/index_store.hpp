@@ -1,0 +1,161 @@
+/*
+ * index_store.hpp: one hannoy index file: its LMDB environment, named databases and the
+ * typed reads and writes of the layout in codec.hpp.
+ *
+ * Writes go through StoreWriter, whose methods are deliberately small, self-describing
+ * operations (put this vector, set these links, delete this TID...). Each one is
+ * idempotent given its arguments, so a log of them can later be replayed on a standby.
+ */
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bitmap.hpp"
+#include "codec.hpp"
+#include "lmdb_env.hpp"
+
+namespace hannoy
+{
+
+class IndexStore
+{
+public:
+	struct Options {
+		unsigned max_readers = 126;
+		size_t max_map_size = size_t(1) << 40;
+	};
+
+	/// Creates a new, empty index file at `path`, replacing any file already there, with
+	/// per-commit sync off (call finish_build() to sync and mark it complete).
+	static std::unique_ptr<IndexStore> create(const std::string &path, const IndexMeta &initial,
+											  const Options &options);
+	/// Opens an existing file. Throws Unavailable when missing, Corrupted when unreadable.
+	static std::unique_ptr<IndexStore> open(const std::string &path, const Options &options);
+	/// Removes an index file and its lock file; returns false if neither existed.
+	static bool remove_files(const std::string &path);
+
+	lmdb::Env &env() { return *env_; }
+	const std::string &path() const { return env_->path(); }
+
+	MDB_dbi meta_dbi() const { return meta_; }
+	MDB_dbi items_dbi() const { return items_; }
+	MDB_dbi tids_dbi() const { return tids_; }
+	MDB_dbi links_dbi() const { return links_; }
+	MDB_dbi vectors_dbi() const { return vectors_; }
+	MDB_dbi codes_dbi() const { return codes_; }
+
+	/// Meta as read when the file was opened or last written by this process. Geometry and
+	/// parameters never change after creation; counters may be stale.
+	const IndexMeta &cached_meta() const { return meta_cache_; }
+	void set_cached_meta(const IndexMeta &meta) { meta_cache_ = meta; }
+
+	/// Bumped whenever the map may have moved, invalidating cached pointers.
+	uint64_t map_generation() const { return map_generation_; }
+	void note_remap() { map_generation_++; }
+
+	/// Syncs the file and sets kMetaBuildComplete; turns per-commit sync back on.
+	void finish_build();
+
+	/// Per-process cache of vector block addresses for one read snapshot.
+	struct BlockCache {
+		uint64_t snapshot = 0;
+		uint64_t generation = 0;
+		std::vector<const uint8_t *> vectors;
+		std::vector<const uint8_t *> codes;
+	};
+	BlockCache &block_cache() { return block_cache_; }
+
+private:
+	explicit IndexStore(std::unique_ptr<lmdb::Env> env) : env_(std::move(env)) {}
+	void open_databases(bool create);
+
+	std::unique_ptr<lmdb::Env> env_;
+	MDB_dbi meta_ = 0, items_ = 0, tids_ = 0, links_ = 0, vectors_ = 0, codes_ = 0;
+	IndexMeta meta_cache_;
+	uint64_t map_generation_ = 1;
+	BlockCache block_cache_;
+};
+
+/// Typed reads inside one transaction. Pointers returned stay valid until the transaction
+/// ends or, in a write transaction, until the same record is written again.
+class StoreReader
+{
+public:
+	StoreReader(IndexStore &store, lmdb::Txn &txn);
+
+	IndexStore &store() { return store_; }
+	lmdb::Txn &txn() { return txn_; }
+
+	IndexMeta meta() const;
+	/// Stored vector of an item, or nullptr when its block does not exist.
+	const uint8_t *vector(uint32_t id);
+	/// Binary code of an item, or nullptr.
+	const uint8_t *code(uint32_t id);
+	/// Appends the neighbours of (id, layer) to `out`; false when the record does not exist.
+	bool links(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const;
+	/// Reads an item; false when it does not exist (deleted or never written).
+	bool item(uint32_t id, ItemRecord *out) const;
+	bool has_item(uint32_t id) const;
+	/// Item holding a heap TID; false when the TID is not indexed.
+	bool item_for_tid(HeapTid tid, uint32_t *id) const;
+	/// Items deleted whose links may still exist.
+	Bitmap tombstones() const;
+
+	/// Calls fn(tid, item) for every indexed TID with key >= from, in TID order, until fn
+	/// returns false. Returns the number visited.
+	template <typename Fn>
+	size_t for_each_tid(HeapTid from, Fn &&fn)
+	{
+		lmdb::Cursor cursor(txn_, store_.tids_dbi());
+		MDB_val k, v;
+		auto key = tid_key(from);
+		size_t visited = 0;
+		for (bool ok = cursor.seek(key.data(), key.size(), &k, &v); ok; ok = cursor.next(&k, &v)) {
+			HeapTid tid = decode_tid_key(k.mv_data, k.mv_size);
+			uint32_t id = decode_tid_value(v);
+			visited++;
+			if (!fn(tid, id))
+				break;
+		}
+		return visited;
+	}
+
+protected:
+	static uint32_t decode_tid_value(const MDB_val &v);
+	const uint8_t *block_slot(MDB_dbi dbi, std::vector<const uint8_t *> *cache, uint32_t per_block,
+							  uint32_t item_bytes, uint32_t id);
+
+	IndexStore &store_;
+	lmdb::Txn &txn_;
+	const IndexMeta &geometry_;
+	IndexStore::BlockCache *cache_ = nullptr;
+};
+
+/// Typed writes inside a write transaction.
+class StoreWriter : public StoreReader
+{
+public:
+	StoreWriter(IndexStore &store, lmdb::Txn &txn);
+
+	void put_meta(const IndexMeta &meta);
+	/// Writes an item's stored vector into its block slot.
+	void put_vector(uint32_t id, const void *bytes);
+	void put_code(uint32_t id, const void *bytes);
+	void put_item(uint32_t id, const ItemRecord &item);
+	void delete_item(uint32_t id);
+	void put_tid(HeapTid tid, uint32_t id);
+	void delete_tid(HeapTid tid);
+	/// Sets the neighbours of (id, layer) to the given ids (any order, no duplicates).
+	/// `flags` may be MDB_APPEND when keys are written in increasing order.
+	void put_links(uint32_t id, uint8_t layer, const uint32_t *ids, size_t n, unsigned flags = 0);
+	void delete_links(uint32_t id, uint8_t layer);
+	void put_tombstones(const Bitmap &tombstones);
+
+private:
+	void put_slot(MDB_dbi dbi, uint32_t per_block, uint32_t item_bytes, uint32_t id, const void *bytes);
+	std::vector<uint32_t> sort_buffer_;
+};
+
+} // namespace hannoy

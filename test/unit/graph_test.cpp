@@ -1,0 +1,257 @@
+/*
+ * graph_test.cpp: HNSW quality and invariants of the core, against brute force on seeded data:
+ * bulk build, incremental inserts, resumable scans past ef, and the verifier itself.
+ */
+#include <gtest/gtest.h>
+
+#include "core/error.hpp"
+#include "core/graph/builder.hpp"
+#include "core/graph/store_graph.hpp"
+#include "core/graph/verify.hpp"
+#include "test_util.hpp"
+
+namespace hannoy
+{
+namespace
+{
+
+struct Fixture {
+	test::TempPath tmp;
+	std::unique_ptr<IndexStore> store;
+	std::vector<std::vector<uint8_t>> stored; /* by item id */
+	Metric metric;
+	uint32_t dims;
+
+	Fixture(Metric metric_, uint32_t dims_, uint16_t m = 16, uint16_t efc = 64) : metric(metric_), dims(dims_)
+	{
+		IndexMeta meta;
+		meta.params.metric = metric;
+		meta.params.dims = dims;
+		meta.params.m = m;
+		meta.params.ef_construction = efc;
+		meta.level_seed = 42;
+		store = IndexStore::create(tmp.path(), meta, IndexStore::Options());
+	}
+
+	void build(const std::vector<float> &data)
+	{
+		IndexBuilder builder(*store);
+		uint32_t n = static_cast<uint32_t>(data.size() / dims);
+		for (uint32_t i = 0; i < n; i++) {
+			stored.push_back(test::stored_form(metric, &data[static_cast<size_t>(i) * dims], dims));
+			uint32_t id = builder.add(HeapTid{i / 100 + 1, static_cast<uint16_t>(i % 100 + 1)}, stored.back().data());
+			ASSERT_EQ(id, i);
+		}
+		builder.finish(nullptr);
+	}
+
+	void insert(const std::vector<float> &data, uint32_t first_row, size_t batch)
+	{
+		Inserter inserter(*store);
+		uint32_t n = static_cast<uint32_t>(data.size() / dims);
+		std::vector<std::vector<uint8_t>> pending;
+		std::vector<NewItem> items;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t row = first_row + i;
+			pending.push_back(test::stored_form(metric, &data[static_cast<size_t>(i) * dims], dims));
+			if (pending.size() == batch || i + 1 == n) {
+				items.clear();
+				for (size_t j = 0; j < pending.size(); j++) {
+					uint32_t r = row + 1 - static_cast<uint32_t>(pending.size()) + static_cast<uint32_t>(j);
+					items.push_back(NewItem{HeapTid{r / 100 + 1, static_cast<uint16_t>(r % 100 + 1)}, pending[j].data()});
+				}
+				ASSERT_EQ(inserter.insert(items), pending.size());
+				for (auto &p : pending)
+					stored.push_back(std::move(p));
+				pending.clear();
+			}
+		}
+	}
+
+	/* First k results of a scan. */
+	std::vector<uint32_t> search(const uint8_t *query, uint32_t ef, size_t k)
+	{
+		Space space(metric, dims);
+		ScanSearch scan(space, query, ef);
+		std::vector<Candidate> out;
+		while (out.size() < k) {
+			lmdb::Txn txn(store->env(), true);
+			StoreReader reader(*store, txn);
+			Bitmap tombstones = reader.tombstones();
+			if (!scan.next(reader, [&](uint32_t id) { return !tombstones.contains(id); }, out))
+				break;
+		}
+		std::vector<uint32_t> ids;
+		for (size_t i = 0; i < std::min(k, out.size()); i++)
+			ids.push_back(out[i].id);
+		return ids;
+	}
+
+	double mean_recall(const std::vector<float> &queries, uint32_t ef, size_t k)
+	{
+		Space space(metric, dims);
+		uint32_t nq = static_cast<uint32_t>(queries.size() / dims);
+		double total = 0;
+		for (uint32_t q = 0; q < nq; q++) {
+			auto query = test::stored_form(metric, &queries[static_cast<size_t>(q) * dims], dims);
+			total += test::recall(test::brute_force(space, stored, query.data(), k), search(query.data(), ef, k));
+		}
+		return total / nq;
+	}
+
+	void expect_sound()
+	{
+		VerifyReport report = verify_store(*store, true);
+		for (const auto &p : report.problems)
+			ADD_FAILURE() << p;
+		EXPECT_EQ(report.unreachable, 0u);
+		EXPECT_EQ(report.items, stored.size());
+	}
+};
+
+TEST(Graph, BulkBuildRecallL2)
+{
+	Fixture f(Metric::L2, 32);
+	auto data = test::clustered_vectors(5100, 32, 20, 1);
+	f.build(std::vector<float>(data.begin(), data.begin() + 5000 * 32));
+	f.expect_sound();
+	double r = f.mean_recall(std::vector<float>(data.begin() + 5000 * 32, data.end()), 40, 10);
+	std::printf("bulk build L2 recall@10 (ef 40): %.4f\n", r);
+	EXPECT_GE(r, 0.95);
+}
+
+TEST(Graph, BulkBuildRecallCosineAndInnerProduct)
+{
+	for (Metric metric : {Metric::Cosine, Metric::InnerProduct, Metric::L1}) {
+		Fixture f(metric, 24);
+		f.build(test::random_vectors(3000, 24, 3));
+		f.expect_sound();
+		double r = f.mean_recall(test::random_vectors(50, 24, 4), 64, 10);
+		std::printf("bulk build %s recall@10 (ef 64): %.4f\n", metric_name(metric), r);
+		EXPECT_GE(r, 0.90) << metric_name(metric);
+	}
+}
+
+TEST(Graph, IncrementalInsertsKeepQuality)
+{
+	Fixture f(Metric::L2, 32);
+	auto data = test::clustered_vectors(4100, 32, 20, 5);
+	std::vector<float> first(data.begin(), data.begin() + 2000 * 32);
+	std::vector<float> rest(data.begin() + 2000 * 32, data.begin() + 4000 * 32);
+	f.build(first);
+	f.insert(rest, 2000, 37);
+	f.expect_sound();
+	double r = f.mean_recall(std::vector<float>(data.begin() + 4000 * 32, data.end()), 40, 10);
+	std::printf("build + inserts recall@10: %.4f\n", r);
+	EXPECT_GE(r, 0.95);
+}
+
+TEST(Graph, InsertsIntoEmptyIndex)
+{
+	Fixture f(Metric::L2, 8, 4, 16);
+	f.build({});
+	f.expect_sound();
+	f.insert(test::random_vectors(500, 8, 7), 0, 1);
+	f.expect_sound();
+	double r = f.mean_recall(test::random_vectors(30, 8, 8), 40, 5);
+	EXPECT_GE(r, 0.95);
+}
+
+TEST(Graph, InsertIsIdempotentPerTid)
+{
+	Fixture f(Metric::L2, 4);
+	f.build(test::random_vectors(100, 4, 9));
+	Inserter inserter(*f.store);
+	float v[4] = {1, 2, 3, 4};
+	std::vector<NewItem> again{NewItem{HeapTid{1, 1}, reinterpret_cast<const uint8_t *>(v)}};
+	EXPECT_EQ(inserter.insert(again), 0u);
+	f.expect_sound();
+}
+
+TEST(Graph, ScanContinuesPastEfInOrder)
+{
+	Fixture f(Metric::L2, 16);
+	auto data = test::random_vectors(1500, 16, 10);
+	f.build(data);
+	Space space(Metric::L2, 16);
+	auto query = test::stored_form(Metric::L2, &data[0], 16);
+	ScanSearch scan(space, query.data(), 10);
+	std::vector<Candidate> out;
+	for (;;) {
+		lmdb::Txn txn(f.store->env(), true);
+		StoreReader reader(*f.store, txn);
+		if (!scan.next(reader, AcceptAll(), out))
+			break;
+	}
+	/* Strictly ordered, no duplicates, and (nearly) everything reachable comes out. */
+	for (size_t i = 1; i < out.size(); i++)
+		ASSERT_LE(out[i - 1].dist, out[i].dist);
+	std::vector<uint32_t> ids;
+	for (auto &c : out)
+		ids.push_back(c.id);
+	std::sort(ids.begin(), ids.end());
+	EXPECT_TRUE(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
+	EXPECT_GE(out.size(), 1400u);
+	EXPECT_EQ(out[0].id, 0u) << "a vector's own row comes first";
+	/* The first 100 are (nearly) the true 100 nearest, although ef was 10. */
+	auto truth = test::brute_force(space, f.stored, query.data(), 100);
+	std::vector<uint32_t> first100;
+	for (size_t i = 0; i < 100; i++)
+		first100.push_back(out[i].id);
+	EXPECT_GE(test::recall(truth, first100), 0.9);
+}
+
+TEST(Graph, TombstonedItemsAreNeverReturned)
+{
+	Fixture f(Metric::L2, 8);
+	auto data = test::random_vectors(600, 8, 11);
+	f.build(data);
+	Bitmap dead;
+	for (uint32_t id = 0; id < 600; id += 3)
+		dead.add(id);
+	lmdb::run_write(f.store->env(), [&](lmdb::Txn &txn) {
+		StoreWriter w(*f.store, txn);
+		w.put_tombstones(dead);
+	});
+	auto query = test::stored_form(Metric::L2, &data[0], 8);
+	auto got = f.search(query.data(), 40, 300);
+	EXPECT_GE(got.size(), 300u);
+	for (uint32_t id : got)
+		EXPECT_FALSE(dead.contains(id)) << id;
+}
+
+TEST(Graph, VerifierCatchesDamage)
+{
+	Fixture f(Metric::L2, 8);
+	f.build(test::random_vectors(300, 8, 12));
+	lmdb::run_write(f.store->env(), [&](lmdb::Txn &txn) {
+		StoreWriter w(*f.store, txn);
+		uint32_t bad[] = {5, 7, 999999};
+		w.put_links(5, 0, bad, 3);
+	});
+	VerifyReport report = verify_store(*f.store, true);
+	ASSERT_FALSE(report.ok());
+	bool self = false, missing = false;
+	for (const auto &p : report.problems) {
+		self = self || p.find("links to itself") != std::string::npos;
+		missing = missing || p.find("missing item 999999") != std::string::npos;
+	}
+	EXPECT_TRUE(self);
+	EXPECT_TRUE(missing);
+}
+
+TEST(Graph, LevelsAreReproducible)
+{
+	uint32_t counts[4] = {0, 0, 0, 0};
+	for (uint32_t id = 0; id < 100000; id++) {
+		uint8_t level = draw_level(7, id, 16);
+		EXPECT_EQ(level, draw_level(7, id, 16));
+		counts[std::min<uint8_t>(level, 3)]++;
+	}
+	/* P(level >= 1) = 1/16, P(level >= 2) = 1/256. */
+	EXPECT_NEAR(counts[1] + counts[2] + counts[3], 100000 / 16, 400);
+	EXPECT_NEAR(counts[2] + counts[3], 100000 / 256, 120);
+}
+
+} // namespace
+} // namespace hannoy

@@ -1,0 +1,162 @@
+/*
+ * store_test.cpp: the index file: creation, typed reads and writes, map growth, reopening,
+ * and refusal of files that are missing or not hannoy files.
+ */
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/error.hpp"
+#include "test_util.hpp"
+
+namespace hannoy
+{
+namespace
+{
+
+IndexMeta
+meta_for(Metric metric, uint32_t dims)
+{
+	IndexMeta meta;
+	meta.params.metric = metric;
+	meta.params.dims = dims;
+	meta.params.m = 8;
+	meta.params.ef_construction = 32;
+	meta.level_seed = 12345;
+	meta.identity.index_oid = 99;
+	return meta;
+}
+
+TEST(Store, CreateWriteReadReopen)
+{
+	test::TempPath tmp;
+	{
+		auto store = IndexStore::create(tmp.path(), meta_for(Metric::L2, 3), IndexStore::Options());
+		EXPECT_EQ(store->cached_meta().vector_bytes, 12u);
+		EXPECT_GT(store->cached_meta().vectors_per_block, 100u);
+		lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
+			StoreWriter w(*store, txn);
+			for (uint32_t id = 0; id < 1000; id++) {
+				float v[3] = {static_cast<float>(id), 1.0f, -1.0f};
+				w.put_vector(id, v);
+				ItemRecord item;
+				item.level = 1;
+				item.tids.push_back(HeapTid{id / 10, static_cast<uint16_t>(id % 10 + 1)});
+				w.put_item(id, item);
+				w.put_tid(item.tids[0], id);
+				uint32_t links[] = {(id + 1) % 1000, (id + 2) % 1000};
+				w.put_links(id, 0, links, 2);
+			}
+			IndexMeta meta = w.meta();
+			meta.next_item = 1000;
+			meta.live_items = 1000;
+			w.put_meta(meta);
+		});
+	}
+	auto store = IndexStore::open(tmp.path(), IndexStore::Options());
+	EXPECT_EQ(store->cached_meta().next_item, 1000u);
+	EXPECT_EQ(store->cached_meta().identity.index_oid, 99u);
+	lmdb::Txn txn(store->env(), true);
+	StoreReader r(*store, txn);
+	for (uint32_t id = 0; id < 1000; id += 37) {
+		const float *v = reinterpret_cast<const float *>(r.vector(id));
+		ASSERT_NE(v, nullptr);
+		EXPECT_EQ(v[0], static_cast<float>(id));
+		EXPECT_EQ(reinterpret_cast<uintptr_t>(v) % 4, 0u) << "vectors must be float-aligned";
+		std::vector<uint32_t> links;
+		ASSERT_TRUE(r.links(id, 0, links));
+		EXPECT_EQ(links.size(), 2u);
+		uint32_t mapped;
+		ASSERT_TRUE(r.item_for_tid(HeapTid{id / 10, static_cast<uint16_t>(id % 10 + 1)}, &mapped));
+		EXPECT_EQ(mapped, id);
+	}
+	std::vector<uint32_t> none;
+	EXPECT_FALSE(r.links(5, 1, none));
+	EXPECT_EQ(r.vector(1000000), nullptr);
+	size_t count = r.for_each_tid(HeapTid{}, [](HeapTid, uint32_t) { return true; });
+	EXPECT_EQ(count, 1000u);
+}
+
+TEST(Store, MapGrowsUnderLargeWrites)
+{
+	test::TempPath tmp;
+	auto store = IndexStore::create(tmp.path(), meta_for(Metric::L2, 1024), IndexStore::Options());
+	size_t initial_map = store->env().map_size();
+	std::vector<float> v(1024, 0.5f);
+	/* 40,000 vectors of 4 KiB: 160 MiB, more than the initial 64 MiB map. */
+	for (uint32_t chunk = 0; chunk < 40; chunk++) {
+		lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
+			StoreWriter w(*store, txn);
+			for (uint32_t i = 0; i < 1000; i++) {
+				v[0] = static_cast<float>(chunk * 1000 + i);
+				w.put_vector(chunk * 1000 + i, v.data());
+			}
+		});
+	}
+	EXPECT_GT(store->env().map_size(), initial_map);
+	lmdb::Txn txn(store->env(), true);
+	StoreReader r(*store, txn);
+	EXPECT_EQ(reinterpret_cast<const float *>(r.vector(39999))[0], 39999.0f);
+}
+
+TEST(Store, MissingAndForeignFiles)
+{
+	test::TempPath tmp;
+	try {
+		IndexStore::open(tmp.path(), IndexStore::Options());
+		FAIL();
+	} catch (const Error &e) {
+		EXPECT_EQ(e.code(), ErrorCode::Unavailable);
+	}
+	{
+		std::ofstream junk(tmp.path());
+		junk << std::string(20000, 'x');
+	}
+	EXPECT_THROW(IndexStore::open(tmp.path(), IndexStore::Options()), Error);
+}
+
+TEST(Store, CreateReplacesExistingFile)
+{
+	test::TempPath tmp;
+	{
+		auto store = IndexStore::create(tmp.path(), meta_for(Metric::L2, 2), IndexStore::Options());
+		lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
+			StoreWriter w(*store, txn);
+			float v[2] = {1, 2};
+			w.put_vector(0, v);
+		});
+	}
+	auto store = IndexStore::create(tmp.path(), meta_for(Metric::L2, 2), IndexStore::Options());
+	lmdb::Txn txn(store->env(), true);
+	StoreReader r(*store, txn);
+	EXPECT_EQ(r.vector(0), nullptr);
+}
+
+TEST(Store, Tombstones)
+{
+	test::TempPath tmp;
+	auto store = IndexStore::create(tmp.path(), meta_for(Metric::L2, 2), IndexStore::Options());
+	lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
+		StoreWriter w(*store, txn);
+		EXPECT_TRUE(w.tombstones().empty());
+		Bitmap t;
+		t.add(3);
+		t.add(70000);
+		w.put_tombstones(t);
+	});
+	{
+		lmdb::Txn txn(store->env(), true);
+		StoreReader r(*store, txn);
+		EXPECT_EQ(r.tombstones().to_vector(), (std::vector<uint32_t>{3, 70000}));
+	}
+	lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
+		StoreWriter w(*store, txn);
+		w.put_tombstones(Bitmap());
+	});
+	lmdb::Txn txn(store->env(), true);
+	StoreReader r(*store, txn);
+	EXPECT_TRUE(r.tombstones().empty());
+}
+
+} // namespace
+} // namespace hannoy
