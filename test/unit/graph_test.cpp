@@ -36,7 +36,7 @@ struct Fixture {
 	void build(const std::vector<float> &data)
 	{
 		IndexBuilder builder(*store);
-		uint32_t n = static_cast<uint32_t>(data.size() / dims);
+		uint32_t n = dims == 0 ? 0 : static_cast<uint32_t>(data.size() / dims);
 		for (uint32_t i = 0; i < n; i++) {
 			stored.push_back(test::stored_form(metric, &data[static_cast<size_t>(i) * dims], dims));
 			uint32_t id = builder.add(HeapTid{i / 100 + 1, static_cast<uint16_t>(i % 100 + 1)}, stored.back().data());
@@ -60,7 +60,7 @@ struct Fixture {
 					uint32_t r = row + 1 - static_cast<uint32_t>(pending.size()) + static_cast<uint32_t>(j);
 					items.push_back(NewItem{HeapTid{r / 100 + 1, static_cast<uint16_t>(r % 100 + 1)}, pending[j].data()});
 				}
-				ASSERT_EQ(inserter.insert(items), pending.size());
+				ASSERT_EQ(inserter.insert(items, dims), pending.size());
 				for (auto &p : pending)
 					stored.push_back(std::move(p));
 				pending.clear();
@@ -157,6 +157,36 @@ TEST(Graph, InsertsIntoEmptyIndex)
 	EXPECT_GE(r, 0.95);
 }
 
+TEST(Graph, FirstVectorFixesTheDimension)
+{
+	Fixture f(Metric::L2, 0);
+	f.build({});
+	EXPECT_EQ(f.store->cached_meta().params.dims, 0u);
+	f.expect_sound();
+	Inserter inserter(*f.store);
+	float v3[3] = {1, 2, 3};
+	float v4[4] = {1, 2, 3, 4};
+	EXPECT_EQ(inserter.insert({NewItem{HeapTid{1, 1}, reinterpret_cast<const uint8_t *>(v3)}}, 3), 1u);
+	EXPECT_EQ(f.store->cached_meta().params.dims, 3u);
+	EXPECT_EQ(f.store->cached_meta().vector_bytes, 12u);
+	try {
+		inserter.insert({NewItem{HeapTid{1, 2}, reinterpret_cast<const uint8_t *>(v4)}}, 4);
+		FAIL() << "a second dimension was accepted";
+	} catch (const Error &e) {
+		EXPECT_EQ(e.code(), ErrorCode::DimensionMismatch);
+		EXPECT_STREQ(e.what(), "expected 3 dimensions, not 4");
+	}
+	/* The failed insert left nothing behind, and the file reopens with its dimension. */
+	f.stored.push_back(std::vector<uint8_t>(reinterpret_cast<uint8_t *>(v3), reinterpret_cast<uint8_t *>(v3) + 12));
+	f.dims = 3;
+	f.expect_sound();
+	std::string path = f.tmp.path();
+	f.store.reset();
+	auto reopened = IndexStore::open(path, IndexStore::Options());
+	EXPECT_EQ(reopened->cached_meta().params.dims, 3u);
+	EXPECT_EQ(reopened->cached_meta().live_items, 1u);
+}
+
 TEST(Graph, InsertIsIdempotentPerTid)
 {
 	Fixture f(Metric::L2, 4);
@@ -164,7 +194,7 @@ TEST(Graph, InsertIsIdempotentPerTid)
 	Inserter inserter(*f.store);
 	float v[4] = {1, 2, 3, 4};
 	std::vector<NewItem> again{NewItem{HeapTid{1, 1}, reinterpret_cast<const uint8_t *>(v)}};
-	EXPECT_EQ(inserter.insert(again), 0u);
+	EXPECT_EQ(inserter.insert(again, 4), 0u);
 	f.expect_sound();
 }
 

@@ -99,6 +99,23 @@ TEST(Store, MapGrowsUnderLargeWrites)
 	EXPECT_EQ(reinterpret_cast<const float *>(r.vector(39999))[0], 39999.0f);
 }
 
+TEST(Store, VectorsAreCacheLineAligned)
+{
+	/* 784 floats = 3,136 bytes, a multiple of 64: every stored vector starts a cache line. */
+	test::TempPath tmp;
+	auto store = IndexStore::create(tmp.path(), meta_for(Metric::L2, 784), IndexStore::Options());
+	std::vector<float> v(784, 1.0f);
+	lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
+		StoreWriter w(*store, txn);
+		for (uint32_t id = 0; id < 200; id++)
+			w.put_vector(id, v.data());
+	});
+	lmdb::Txn txn(store->env(), true);
+	StoreReader r(*store, txn);
+	for (uint32_t id = 0; id < 200; id++)
+		EXPECT_EQ(reinterpret_cast<uintptr_t>(r.vector(id)) % 64, 0u) << id;
+}
+
 TEST(Store, MissingAndForeignFiles)
 {
 	test::TempPath tmp;

@@ -16,9 +16,8 @@ namespace hannoy::simd
 {
 
 /// One instruction set's kernels. Float kernels accumulate in float, so tables differ from
-/// each other in the last bits. Every kernel is symmetric in a and b, but the SIMD float
-/// kernels split the sum according to where the inputs sit relative to cache lines: the
-/// same pair of vectors at other addresses may round differently in the last bit.
+/// each other in the last bits; within one table a result depends only on the values,
+/// never on where they sit in memory, and every kernel is symmetric in a and b.
 struct Kernels {
 	/// Squared euclidean distance: sum((a[i] - b[i])^2).
 	float (*l2_squared)(const float *a, const float *b, size_t n);

@@ -22,7 +22,15 @@ BulkLoader::BulkLoader(IndexStore &store)
 	  per_block_(store.cached_meta().vectors_per_block), m_(store.cached_meta().params.m),
 	  level_seed_(store.cached_meta().level_seed)
 {
-	block_.reserve(static_cast<size_t>(vector_bytes_) * per_block_);
+	start_block();
+}
+
+void
+BulkLoader::start_block()
+{
+	block_ = std::vector<uint8_t>();
+	block_.reserve(kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_);
+	block_.assign(kBlockHeaderBytes, 0);
 }
 
 uint32_t
@@ -32,10 +40,9 @@ BulkLoader::add(HeapTid tid, const uint8_t *vector)
 		throw Error(ErrorCode::LimitExceeded, "hannoy index cannot hold more than 4294967294 items");
 	uint32_t id = next_id_++;
 	block_.insert(block_.end(), vector, vector + vector_bytes_);
-	if (block_.size() == static_cast<size_t>(vector_bytes_) * per_block_) {
+	if (block_.size() == kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_) {
 		full_blocks_.push_back(std::move(block_));
-		block_ = std::vector<uint8_t>();
-		block_.reserve(static_cast<size_t>(vector_bytes_) * per_block_);
+		start_block();
 	}
 	pending_.emplace_back(tid, id);
 	return id;
@@ -44,7 +51,8 @@ BulkLoader::add(HeapTid tid, const uint8_t *vector)
 void
 BulkLoader::maybe_flush()
 {
-	if (full_blocks_.size() * static_cast<size_t>(vector_bytes_) * per_block_ >= kLoaderFlushBytes)
+	if (full_blocks_.size() * (kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_) >=
+		kLoaderFlushBytes)
 		flush(false);
 }
 
@@ -57,7 +65,7 @@ BulkLoader::finish()
 void
 BulkLoader::flush(bool final)
 {
-	size_t block_bytes = static_cast<size_t>(vector_bytes_) * per_block_;
+	size_t block_bytes = kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_;
 	std::sort(pending_.begin(), pending_.end(),
 			  [](const auto &a, const auto &b) { return a.second < b.second; });
 	/* Items whose block is written now: all of them when final, else those in full blocks. */
@@ -75,7 +83,7 @@ BulkLoader::flush(bool final)
 			auto key = block_key(block++);
 			txn.put(store_.vectors_dbi(), key.data(), key.size(), bytes.data(), bytes.size(), MDB_APPEND);
 		}
-		if (final && !block_.empty()) {
+		if (final && block_.size() > kBlockHeaderBytes) {
 			std::vector<uint8_t> padded(block_);
 			padded.resize(block_bytes, 0);
 			auto key = block_key(block);
@@ -102,18 +110,23 @@ BulkLoader::flush(bool final)
 				   pending_.end());
 }
 
-Inserter::Inserter(IndexStore &store)
-	: store_(store), space_(store.cached_meta().params.metric, store.cached_meta().params.dims)
-{
-}
+Inserter::Inserter(IndexStore &store) : store_(store) {}
 
 size_t
-Inserter::insert(const std::vector<NewItem> &items)
+Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 {
 	size_t added = 0;
 	lmdb::run_write(store_.env(), [&](lmdb::Txn &txn) {
 		StoreWriter writer(store_, txn);
 		IndexMeta meta = writer.meta();
+		if (meta.params.dims == 0 && dims != 0) {
+			store_.set_dimensions(meta, dims);
+			writer.put_meta(meta);
+		} else if (meta.params.dims != dims) {
+			throw Error(ErrorCode::DimensionMismatch,
+						format("expected %u dimensions, not %u", meta.params.dims, dims));
+		}
+		space_ = Space(meta.params.metric, meta.params.dims);
 		Bitmap tombstones = writer.tombstones();
 		added = 0;
 
@@ -141,8 +154,9 @@ Inserter::insert(const std::vector<NewItem> &items)
 			writer.put_tid(item.tid, id);
 			assigned.push_back(Assigned{id, level, item.vector});
 		}
+		/* Link using the stored copies: aligned, and what later searches will compare. */
 		for (const Assigned &a : assigned)
-			link(writer, meta, tombstones, a.id, a.level, a.vector);
+			link(writer, meta, tombstones, a.id, a.level, writer.vector(a.id));
 		meta.live_items += assigned.size();
 		meta.seq++;
 		writer.put_meta(meta);
@@ -234,8 +248,9 @@ Inserter::add_reverse_link(StoreWriter &writer, StoreGraph &graph, const Bitmap 
 }
 
 ScanSearch::ScanSearch(const Space &space, const uint8_t *query, uint32_t ef)
-	: space_(space), query_(query, query + space.bytes()), ef_(ef == 0 ? 1 : ef)
+	: space_(space), query_(space.bytes()), ef_(ef == 0 ? 1 : ef)
 {
+	std::memcpy(query_.data(), query, space.bytes());
 }
 
 void

@@ -67,6 +67,7 @@ public:
 
 private:
 	void flush(bool final);
+	void start_block();
 
 	IndexStore &store_;
 	uint32_t vector_bytes_;
@@ -92,9 +93,10 @@ class Inserter
 public:
 	explicit Inserter(IndexStore &store);
 
-	/// Inserts the items in one write transaction. TIDs already indexed are skipped (inserts
-	/// are idempotent). Returns how many items were added.
-	size_t insert(const std::vector<NewItem> &items);
+	/// Inserts the items, all of `dims` dimensions, in one write transaction. TIDs already
+	/// indexed are skipped (inserts are idempotent). The first vector of an index built empty
+	/// fixes its dimension; any other dimension is an error. Returns how many were added.
+	size_t insert(const std::vector<NewItem> &items, uint32_t dims);
 
 private:
 	void link(StoreWriter &writer, IndexMeta &meta, const Bitmap &tombstones, uint32_t id, uint8_t level,
@@ -103,7 +105,7 @@ private:
 						  uint8_t layer, uint32_t id, float dist);
 
 	IndexStore &store_;
-	Space space_;
+	Space space_{Metric::L2, 0};
 	SearchScratch scratch_;
 	std::vector<Candidate> entry_points_, found_, selected_, prune_;
 	std::vector<uint32_t> ids_;
@@ -133,7 +135,7 @@ private:
 	void push_result(const Candidate &c);
 
 	Space space_;
-	std::vector<uint8_t> query_;
+	AlignedBytes query_;
 	uint32_t ef_;
 	bool started_ = false;
 	bool exhausted_ = false;
@@ -194,6 +196,9 @@ ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 		if (!started_) {
 			started_ = true;
 			IndexMeta meta = reader.meta();
+			if (meta.params.dims != 0 && meta.params.dims != space_.dims())
+				throw Error(ErrorCode::DimensionMismatch,
+							format("expected %u dimensions, not %u", meta.params.dims, space_.dims()));
 			if (meta.entry_point == kNoItem) {
 				exhausted_ = true;
 				break;

@@ -194,10 +194,14 @@ decode_meta(const void *data, size_t size)
 	meta.tombstoned_items = r.u64();
 	meta.seq = r.u64();
 
-	if (meta.params.m < 2 || meta.params.dims == 0 || meta.vector_bytes == 0 || meta.vectors_per_block == 0 ||
-		meta.max_level > kMaxLevel || meta.vector_bytes != vector_bytes(meta.params.metric, meta.params.dims))
+	/* dims == 0: an index built on an empty table; its first vector will fix the dimension. */
+	bool unsized = meta.params.dims == 0;
+	if (meta.params.m < 2 || meta.max_level > kMaxLevel ||
+		(unsized && (meta.next_item != 0 || meta.vector_bytes != 0 || meta.vectors_per_block != 0)) ||
+		(!unsized && (meta.vector_bytes != vector_bytes(meta.params.metric, meta.params.dims) ||
+					  meta.vectors_per_block == 0)))
 		corrupted("inconsistent meta record");
-	if (meta.params.quantization == Quantization::Binary &&
+	if (meta.params.quantization == Quantization::Binary && !unsized &&
 		(meta.code_bytes != binary_code_bytes(meta.params.dims) || meta.codes_per_block == 0))
 		corrupted("inconsistent quantization in meta record");
 	if (meta.entry_point != kNoItem && meta.entry_point >= meta.next_item)
@@ -310,15 +314,15 @@ decode_link_key(const void *data, size_t size, uint32_t *id, uint8_t *layer)
 BlockGeometry
 choose_block_geometry(uint32_t item_bytes, uint32_t page_size)
 {
-	/* An overflow record of P pages holds P * page_size - 16 bytes (page header). Pick the
-	 * P (up to 64 pages) that wastes the least space per item. */
+	/* An overflow record of P pages holds P * page_size - 16 bytes (page header), less the
+	 * block header. Pick the P (up to 64 pages) that wastes the least space per item. */
 	constexpr size_t kPageHeader = 16;
 	constexpr size_t kMaxPages = 64;
 	BlockGeometry best;
 	best.bytes = item_bytes;
 	double best_pages_per_item = 0;
 	for (size_t pages = 1; pages <= kMaxPages; pages++) {
-		size_t capacity = pages * page_size - kPageHeader;
+		size_t capacity = pages * page_size - kPageHeader - kBlockHeaderBytes;
 		size_t per_block = capacity / item_bytes;
 		if (per_block == 0)
 			continue;

@@ -117,14 +117,19 @@ HeapTid decode_tid_key(const void *data, size_t size);
 /// Splits a links key; throws Corrupted on a wrong size.
 void decode_link_key(const void *data, size_t size, uint32_t *id, uint8_t *layer);
 
-/// How stored vectors are packed into LMDB values: `per_block` vectors of `bytes` each per
-/// record, sized so the record fills whole overflow pages with little waste. Records are
-/// always written at full size, so they always live in overflow pages, whose data is
-/// 16-byte aligned in the map: every float vector is at least 4-byte aligned.
+/// Bytes reserved at the start of every vector block. Overflow records start 16 bytes into
+/// their first page, so after this header the vectors start on a 64-byte boundary, and
+/// vectors whose size is a multiple of 64 bytes (most embedding sizes) all stay aligned.
+constexpr size_t kBlockHeaderBytes = 48;
+
+/// How stored vectors are packed into LMDB values: a header, then `per_block` vectors of
+/// `bytes` each, sized so the record fills whole overflow pages with little waste. Records
+/// are always written at full size, so they always live in overflow pages, page-aligned in
+/// the map.
 struct BlockGeometry {
 	uint32_t bytes = 0;
 	uint32_t per_block = 0;
-	size_t block_bytes() const { return static_cast<size_t>(bytes) * per_block; }
+	size_t block_bytes() const { return kBlockHeaderBytes + static_cast<size_t>(bytes) * per_block; }
 };
 BlockGeometry choose_block_geometry(uint32_t item_bytes, uint32_t page_size);
 

@@ -77,16 +77,7 @@ IndexStore::create(const std::string &path, const IndexMeta &initial, const Opti
 	IndexMeta meta = initial;
 	meta.format_version = kFormatVersion;
 	meta.flags = 0;
-	meta.vector_bytes = static_cast<uint32_t>(vector_bytes(meta.params.metric, meta.params.dims));
-	BlockGeometry vectors = choose_block_geometry(meta.vector_bytes, store->env().page_size());
-	meta.vectors_per_block = vectors.per_block;
-	if (meta.params.quantization == Quantization::Binary) {
-		meta.code_bytes = static_cast<uint32_t>(binary_code_bytes(meta.params.dims));
-		meta.codes_per_block = choose_block_geometry(meta.code_bytes, store->env().page_size()).per_block;
-	} else {
-		meta.code_bytes = 0;
-		meta.codes_per_block = 0;
-	}
+	store->set_dimensions(meta, meta.params.dims);
 	lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
 		StoreWriter writer(*store, txn);
 		writer.put_meta(meta);
@@ -110,6 +101,21 @@ IndexStore::open(const std::string &path, const Options &options)
 					"REINDEX the index.");
 	store->meta_cache_ = decode_meta(value.mv_data, value.mv_size);
 	return store;
+}
+
+void
+IndexStore::set_dimensions(IndexMeta &meta, uint32_t dims) const
+{
+	meta.params.dims = dims;
+	meta.vector_bytes = dims == 0 ? 0 : static_cast<uint32_t>(vector_bytes(meta.params.metric, dims));
+	meta.vectors_per_block = dims == 0 ? 0 : choose_block_geometry(meta.vector_bytes, env_->page_size()).per_block;
+	if (meta.params.quantization == Quantization::Binary && dims != 0) {
+		meta.code_bytes = static_cast<uint32_t>(binary_code_bytes(dims));
+		meta.codes_per_block = choose_block_geometry(meta.code_bytes, env_->page_size()).per_block;
+	} else {
+		meta.code_bytes = 0;
+		meta.codes_per_block = 0;
+	}
 }
 
 void
@@ -171,13 +177,13 @@ StoreReader::block_slot(MDB_dbi dbi, std::vector<const uint8_t *> *cache, uint32
 	MDB_val value;
 	if (!txn_.get(dbi, key.data(), key.size(), &value))
 		return nullptr;
-	size_t expected = static_cast<size_t>(per_block) * item_bytes;
+	size_t expected = kBlockHeaderBytes + static_cast<size_t>(per_block) * item_bytes;
 	if (value.mv_size != expected)
 		throw Error(ErrorCode::Corrupted,
 					format("hannoy index file \"%s\": vector block %u has %zu bytes, expected %zu",
 						   store_.path().c_str(), block, value.mv_size, expected),
 					"", "REINDEX the index.");
-	const uint8_t *base = static_cast<const uint8_t *>(value.mv_data);
+	const uint8_t *base = static_cast<const uint8_t *>(value.mv_data) + kBlockHeaderBytes;
 	if (cache != nullptr) {
 		if (block >= cache->size())
 			cache->resize(static_cast<size_t>(block) + 1 + cache->size() / 2, nullptr);
@@ -282,7 +288,7 @@ StoreWriter::put_slot(MDB_dbi dbi, uint32_t per_block, uint32_t item_bytes, uint
 {
 	uint32_t block = id / per_block;
 	uint32_t slot = id % per_block;
-	size_t block_bytes = static_cast<size_t>(per_block) * item_bytes;
+	size_t block_bytes = kBlockHeaderBytes + static_cast<size_t>(per_block) * item_bytes;
 	auto key = block_key(block);
 	MDB_val old;
 	std::vector<uint8_t> copy;
@@ -295,7 +301,7 @@ StoreWriter::put_slot(MDB_dbi dbi, uint32_t per_block, uint32_t item_bytes, uint
 	} else {
 		copy.assign(block_bytes, 0);
 	}
-	std::memcpy(copy.data() + static_cast<size_t>(slot) * item_bytes, bytes, item_bytes);
+	std::memcpy(copy.data() + kBlockHeaderBytes + static_cast<size_t>(slot) * item_bytes, bytes, item_bytes);
 	void *dest = txn_.reserve(dbi, key.data(), key.size(), block_bytes);
 	std::memcpy(dest, copy.data(), block_bytes);
 }

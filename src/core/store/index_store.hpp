@@ -55,6 +55,10 @@ public:
 	uint64_t map_generation() const { return map_generation_; }
 	void note_remap() { map_generation_++; }
 
+	/// Sets the dimension of an index created empty, and the block geometry that follows
+	/// from it, in `meta` (which the caller then writes).
+	void set_dimensions(IndexMeta &meta, uint32_t dims) const;
+
 	/// Syncs the file and sets kMetaBuildComplete; turns per-commit sync back on.
 	void finish_build();
 
