@@ -27,7 +27,7 @@ SHLIB_LINK = -llmdb -lroaring -lstdc++ -lm
 
 # JIT inlining of index AM code has no value, and the bitcode step would compile C++ without
 # our flags; PostgreSQL's own C++ support for bitcode is not needed.
-with_llvm = no
+override with_llvm = no
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -71,16 +71,24 @@ BinarySpace::BinarySpace(uint32_t dims) : bytes_(binary_code_bytes(dims)), kerne
 {
 }
 
+int64_t
+first_non_finite(const float *values, uint32_t dims) noexcept
+{
+	for (uint32_t i = 0; i < dims; i++)
+		if (!std::isfinite(values[i]))
+			return i;
+	return -1;
+}
+
 void
 check_finite(const float *values, uint32_t dims)
 {
-	for (uint32_t i = 0; i < dims; i++) {
-		if (!std::isfinite(values[i])) {
-			throw Error(ErrorCode::InvalidInput,
-						std::isnan(values[i]) ? "NaN not allowed in vector" : "infinite value not allowed in vector",
-						format("Element %u (counting from 1) is %s.", i + 1,
-							   std::isnan(values[i]) ? "NaN" : "infinite"));
-		}
+	int64_t bad = first_non_finite(values, dims);
+	if (bad >= 0) {
+		bool nan = std::isnan(values[bad]);
+		throw Error(ErrorCode::InvalidInput, nan ? "NaN not allowed in vector" : "infinite value not allowed in vector",
+					format("Element %lld (counting from 1) is %s.", static_cast<long long>(bad + 1),
+						   nan ? "NaN" : "infinite"));
 	}
 }
 

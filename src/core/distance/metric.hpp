@@ -112,6 +112,8 @@ void preprocess_floats(Metric metric, const float *in, uint32_t dims, float *out
 /// bit first within little-endian 64-bit words, padding bits zero.
 void binary_quantize(const float *in, uint32_t dims, uint8_t *out);
 
+/// Index of the first NaN or infinite element, or -1 when all are finite.
+int64_t first_non_finite(const float *values, uint32_t dims) noexcept;
 /// Throws InvalidInput naming the first non-finite element, if any.
 void check_finite(const float *values, uint32_t dims);
 

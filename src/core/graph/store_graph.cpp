@@ -247,6 +247,41 @@ Inserter::add_reverse_link(StoreWriter &writer, StoreGraph &graph, const Bitmap 
 	writer.put_links(target, layer, ids_.data(), ids_.size());
 }
 
+size_t
+delete_tids(IndexStore &store, const std::vector<HeapTid> &tids)
+{
+	size_t deleted = 0;
+	lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
+		StoreWriter writer(store, txn);
+		IndexMeta meta = writer.meta();
+		Bitmap tombstones = writer.tombstones();
+		deleted = 0;
+		for (const HeapTid &tid : tids) {
+			uint32_t id;
+			if (!writer.item_for_tid(tid, &id))
+				continue;
+			writer.delete_tid(tid);
+			ItemRecord item;
+			if (!writer.item(id, &item))
+				continue;
+			item.tids.erase(std::remove(item.tids.begin(), item.tids.end(), tid), item.tids.end());
+			if (!item.tids.empty()) {
+				writer.put_item(id, item);
+				continue;
+			}
+			writer.delete_item(id);
+			tombstones.add(id);
+			meta.live_items--;
+			meta.tombstoned_items++;
+			deleted++;
+		}
+		writer.put_tombstones(tombstones);
+		meta.seq++;
+		writer.put_meta(meta);
+	});
+	return deleted;
+}
+
 ScanSearch::ScanSearch(const Space &space, const uint8_t *query, uint32_t ef)
 	: space_(space), query_(space.bytes()), ef_(ef == 0 ? 1 : ef)
 {

@@ -111,6 +111,11 @@ private:
 	std::vector<uint32_t> ids_;
 };
 
+/// Removes heap TIDs from the index in one write transaction. An item left without TIDs is
+/// deleted and tombstoned: scans stop returning it at once, while its links stay usable for
+/// traversal until the graph is repaired around it. Returns the number of items deleted.
+size_t delete_tids(IndexStore &store, const std::vector<HeapTid> &tids);
+
 /// A layer-0 search that can be resumed to produce more results in order, for index scans.
 /// Each call to next() runs in its own read transaction; between calls nothing points into
 /// the file, and items deleted meanwhile simply stop appearing.

@@ -21,11 +21,16 @@ class Reporter
 {
 public:
 	explicit Reporter(VerifyReport &report) : report_(report) {}
-	template <typename... Args>
-	void problem(const char *fmt, Args... args)
+	void problem(const char *text)
 	{
 		if (report_.problems.size() < kMaxProblems)
-			report_.problems.push_back(format(fmt, args...));
+			report_.problems.push_back(text);
+	}
+	template <typename First, typename... Rest>
+	void problem(const char *fmt, First first, Rest... rest)
+	{
+		if (report_.problems.size() < kMaxProblems)
+			report_.problems.push_back(format(fmt, first, rest...));
 	}
 
 private:

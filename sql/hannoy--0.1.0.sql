@@ -1,0 +1,69 @@
+-- hannoy: HNSW vector index access method with per-index LMDB storage.
+\echo Use "CREATE EXTENSION hannoy" to load this file. \quit
+
+-- Loading the library fails with a clear message unless hannoy is in
+-- shared_preload_libraries: its lifecycle hooks must run in every backend.
+CREATE FUNCTION hannoy_handler(internal) RETURNS index_am_handler
+	AS 'MODULE_PATHNAME', 'hannoy_handler' LANGUAGE C;
+
+CREATE ACCESS METHOD hannoy TYPE INDEX HANDLER hannoy_handler;
+COMMENT ON ACCESS METHOD hannoy IS 'HNSW vector index stored in a per-index LMDB file';
+
+-- Distances on real[] (exact, computed in double precision).
+
+CREATE FUNCTION l2_distance(real[], real[]) RETURNS float8
+	AS 'MODULE_PATHNAME', 'hannoy_l2_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION l2_distance(real[], real[]) IS 'euclidean distance';
+
+CREATE FUNCTION cosine_distance(real[], real[]) RETURNS float8
+	AS 'MODULE_PATHNAME', 'hannoy_cosine_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION cosine_distance(real[], real[]) IS 'cosine distance, 1 - cos (1 when either vector is zero)';
+
+CREATE OPERATOR <-> (
+	LEFTARG = real[], RIGHTARG = real[], FUNCTION = l2_distance, COMMUTATOR = '<->'
+);
+COMMENT ON OPERATOR <->(real[], real[]) IS 'euclidean distance';
+
+CREATE OPERATOR <=> (
+	LEFTARG = real[], RIGHTARG = real[], FUNCTION = cosine_distance, COMMUTATOR = '<=>'
+);
+COMMENT ON OPERATOR <=>(real[], real[]) IS 'cosine distance';
+
+-- Opclass support: the metric each opclass stands for.
+
+CREATE FUNCTION hannoy_real_l2_support(internal) RETURNS internal
+	AS 'MODULE_PATHNAME', 'hannoy_real_l2_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION hannoy_real_cosine_support(internal) RETURNS internal
+	AS 'MODULE_PATHNAME', 'hannoy_real_cosine_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OPERATOR CLASS real_l2_ops DEFAULT FOR TYPE real[] USING hannoy AS
+	OPERATOR 1 <-> (real[], real[]) FOR ORDER BY float_ops,
+	FUNCTION 1 l2_distance(real[], real[]),
+	FUNCTION 2 hannoy_real_l2_support(internal);
+
+CREATE OPERATOR CLASS real_cosine_ops FOR TYPE real[] USING hannoy AS
+	OPERATOR 1 <=> (real[], real[]) FOR ORDER BY float_ops,
+	FUNCTION 1 cosine_distance(real[], real[]),
+	FUNCTION 2 hannoy_real_cosine_support(internal);
+
+-- Administration.
+
+CREATE FUNCTION hannoy_index_info(index regclass,
+	OUT file text, OUT file_exists boolean, OUT file_bytes bigint, OUT matches_metapage boolean,
+	OUT metric text, OUT dimensions integer, OUT m integer, OUT ef_construction integer,
+	OUT items bigint, OUT deleted_items bigint, OUT max_level integer, OUT format_version integer)
+	AS 'MODULE_PATHNAME', 'hannoy_index_info' LANGUAGE C STRICT;
+COMMENT ON FUNCTION hannoy_index_info(regclass) IS 'storage file, size and contents of a hannoy index';
+
+CREATE FUNCTION hannoy_verify(index regclass, reachability boolean DEFAULT true,
+	OUT ok boolean, OUT items bigint, OUT deleted_items bigint, OUT link_lists bigint, OUT links bigint,
+	OUT unreachable bigint, OUT max_level integer, OUT problems text[])
+	AS 'MODULE_PATHNAME', 'hannoy_verify' LANGUAGE C STRICT;
+COMMENT ON FUNCTION hannoy_verify(regclass, boolean) IS 'checks every structural invariant of a hannoy index';
+
+CREATE FUNCTION hannoy_kernels() RETURNS text
+	AS 'MODULE_PATHNAME', 'hannoy_kernels' LANGUAGE C STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION hannoy_kernels() IS 'instruction set of the distance kernels in use';
+
+REVOKE ALL ON FUNCTION hannoy_index_info(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION hannoy_verify(regclass, boolean) FROM PUBLIC;

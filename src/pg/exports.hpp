@@ -1,0 +1,32 @@
+/*
+ * exports.hpp: every symbol PostgreSQL looks up by name in hannoy's shared library.
+ *
+ * They are declared here, with default visibility and C linkage, before any definition;
+ * the library is otherwise built with hidden visibility.
+ */
+#pragma once
+
+#include "postgres_headers.hpp"
+
+#pragma GCC visibility push(default)
+extern "C" {
+
+void _PG_init(void);
+
+/* Access method handler. */
+Datum hannoy_handler(PG_FUNCTION_ARGS);
+
+/* Opclass support: which metric an opclass means. */
+Datum hannoy_real_l2_support(PG_FUNCTION_ARGS);
+Datum hannoy_real_cosine_support(PG_FUNCTION_ARGS);
+
+/* Distance functions behind the operators. */
+Datum hannoy_l2_distance(PG_FUNCTION_ARGS);
+Datum hannoy_cosine_distance(PG_FUNCTION_ARGS);
+
+/* Administration. */
+Datum hannoy_verify(PG_FUNCTION_ARGS);
+Datum hannoy_index_info(PG_FUNCTION_ARGS);
+Datum hannoy_kernels(PG_FUNCTION_ARGS);
+}
+#pragma GCC visibility pop

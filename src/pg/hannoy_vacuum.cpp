@@ -1,0 +1,109 @@
+/*
+ * hannoy_vacuum.cpp: ambulkdelete and amvacuumcleanup.
+ *
+ * VACUUM hands over dead heap TIDs through a callback. The TID map is read in chunks, one
+ * short read transaction each; the callback runs outside any LMDB transaction; deletions are
+ * applied in chunks under the writer lock, with vacuum_delay_point() between chunks, so the
+ * LMDB writer is never held for the whole vacuum. Deleted items are tombstoned: never
+ * returned again, still traversable until the graph is repaired around them.
+ */
+#include "hannoy.hpp"
+
+#include <vector>
+
+#include "core/graph/store_graph.hpp"
+
+namespace hannoy::pg
+{
+
+namespace
+{
+
+constexpr size_t kTidsPerChunk = 10000;
+
+IndexBulkDeleteResult *
+bulk_delete_impl(IndexVacuumInfo *info, IndexBulkDeleteResult *stats, IndexBulkDeleteCallback callback,
+				 void *callback_state)
+{
+	if (stats == nullptr)
+		stats = pg_call([] { return static_cast<IndexBulkDeleteResult *>(palloc0(sizeof(IndexBulkDeleteResult))); });
+	IndexStore &store = open_index_store(info->index);
+
+	std::vector<HeapTid> dead;
+	std::vector<HeapTid> chunk;
+	HeapTid from{0, 0};
+	for (bool more = true; more;) {
+		chunk.clear();
+		{
+			lmdb::Txn txn(store.env(), true);
+			StoreReader reader(store, txn);
+			reader.for_each_tid(from, [&](HeapTid tid, uint32_t) {
+				if (chunk.size() == kTidsPerChunk) {
+					from = tid;
+					return false;
+				}
+				chunk.push_back(tid);
+				return true;
+			});
+		}
+		more = chunk.size() == kTidsPerChunk;
+		for (const HeapTid &tid : chunk) {
+			ItemPointerData pointer;
+			ItemPointerSet(&pointer, tid.block, tid.offset);
+			if (pg_call([&] { return callback(&pointer, callback_state); }))
+				dead.push_back(tid);
+		}
+		pg_call([] { vacuum_delay_point(); });
+	}
+
+	for (size_t start = 0; start < dead.size(); start += kTidsPerChunk) {
+		std::vector<HeapTid> part(dead.begin() + start, dead.begin() + std::min(dead.size(), start + kTidsPerChunk));
+		lock_index_writer(info->index);
+		delete_tids(store, part);
+		unlock_index_writer(info->index);
+		pg_call([] { vacuum_delay_point(); });
+	}
+	stats->tuples_removed += static_cast<double>(dead.size());
+	stats->num_index_tuples = static_cast<double>(store.cached_meta().live_items);
+	return stats;
+}
+
+IndexBulkDeleteResult *
+vacuum_cleanup_impl(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
+{
+	if (info->analyze_only)
+		return stats;
+	if (stats == nullptr)
+		stats = pg_call([] { return static_cast<IndexBulkDeleteResult *>(palloc0(sizeof(IndexBulkDeleteResult))); });
+	IndexStore &store = open_index_store(info->index);
+	IndexMeta meta;
+	{
+		lmdb::Txn txn(store.env(), true);
+		meta = StoreReader(store, txn).meta();
+	}
+	store.env().clear_stale_readers();
+	stats->num_index_tuples = static_cast<double>(meta.live_items);
+	stats->estimated_count = false;
+	/* The relation itself is one metapage, and that is what relpages reports: the planner's
+	 * page costs would otherwise charge random I/O for a memory-mapped file. The storage
+	 * file's size is reported by hannoy_index_info(). */
+	stats->num_pages = pg_call([&] { return RelationGetNumberOfBlocks(info->index); });
+	return stats;
+}
+
+} // namespace
+
+IndexBulkDeleteResult *
+bulk_delete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats, IndexBulkDeleteCallback callback,
+			void *callback_state)
+{
+	return hannoy_guarded([&] { return bulk_delete_impl(info, stats, callback, callback_state); });
+}
+
+IndexBulkDeleteResult *
+vacuum_cleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
+{
+	return hannoy_guarded([&] { return vacuum_cleanup_impl(info, stats); });
+}
+
+} // namespace hannoy::pg
