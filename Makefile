@@ -18,10 +18,11 @@ PG_SRCS = $(sort $(wildcard src/pg/*.cpp))
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS = $(shell sed -n 's/^test: *//p' test/schedule)
-REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --load-extension=hannoy
 
 WARNINGS = -Wall -Wextra -Werror -Wno-missing-field-initializers
-PG_CXXFLAGS = -std=c++17 $(WARNINGS) -fvisibility=hidden -fno-omit-frame-pointer -Wno-register
+# -MMD -MP: PGXS tracks no header dependencies for C++; the compiler writes them next to each object.
+PG_CXXFLAGS = -std=c++17 $(WARNINGS) -fvisibility=hidden -fno-omit-frame-pointer -Wno-register -MMD -MP
 PG_CPPFLAGS = -Isrc
 SHLIB_LINK = -llmdb -lroaring -lstdc++ -lm
 
@@ -43,6 +44,9 @@ AVX2_FLAGS = -mavx2 -mfma -mpopcnt
 AVX512_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512vpopcntdq -mavx2 -mfma -mpopcnt
 src/core/distance/kernels_avx2.o: CXXFLAGS += $(AVX2_FLAGS)
 src/core/distance/kernels_avx512.o: CXXFLAGS += $(AVX512_FLAGS)
+
+-include $(OBJS:.o=.d)
+EXTRA_CLEAN = $(OBJS:.o=.d)
 
 # ---------------------------------------------------------------------------------------------
 # Standalone builds of the core (no PostgreSQL include path at all).

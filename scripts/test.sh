@@ -50,7 +50,7 @@ suite_regress() {
 	if ! as_pg_user "$("$PG_CONFIG" --pgxs | xargs dirname)/../test/regress/pg_regress" \
 		--inputdir="$HANNOY_ROOT" --outputdir="$out" --bindir="$PG_BIN" \
 		--temp-instance="$out/tmp_check" --temp-config="$HANNOY_ROOT/test/regress.conf" \
-		--schedule="$HANNOY_ROOT/test/schedule" --dbname=hannoy_regression; then
+		--schedule="$HANNOY_ROOT/test/schedule" --dbname=hannoy_regression --load-extension=hannoy; then
 		[ -f "$out/regression.diffs" ] && cat "$out/regression.diffs"
 		return 1
 	fi

@@ -201,9 +201,10 @@ ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 		if (!started_) {
 			started_ = true;
 			IndexMeta meta = reader.meta();
+			/* Same words as the distance operators, which a sequential scan would run. */
 			if (meta.params.dims != 0 && meta.params.dims != space_.dims())
 				throw Error(ErrorCode::DimensionMismatch,
-							format("expected %u dimensions, not %u", meta.params.dims, space_.dims()));
+							format("different vector dimensions %u and %u", meta.params.dims, space_.dims()));
 			if (meta.entry_point == kNoItem) {
 				exhausted_ = true;
 				break;
