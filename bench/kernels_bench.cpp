@@ -45,7 +45,8 @@ private:
 };
 
 /// n floats in [-1, 1], fixed by the seed so every table sees the same data.
-std::vector<float> random_floats(size_t n, uint32_t seed)
+std::vector<float>
+random_floats(size_t n, uint32_t seed)
 {
 	std::mt19937 rng(seed);
 	std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -55,7 +56,8 @@ std::vector<float> random_floats(size_t n, uint32_t seed)
 	return v;
 }
 
-std::vector<uint8_t> random_bytes(size_t n, uint32_t seed)
+std::vector<uint8_t>
+random_bytes(size_t n, uint32_t seed)
 {
 	std::mt19937 rng(seed);
 	std::uniform_int_distribution<int> dist(0, 255);
@@ -69,7 +71,8 @@ std::vector<uint8_t> random_bytes(size_t n, uint32_t seed)
 /// adds 1 and 3 bytes so its inputs are not even word-aligned.
 constexpr size_t misaligned_a = 4, misaligned_b = 24;
 
-void bench_float(benchmark::State &state, FloatKernel kernel, size_t n, bool misaligned)
+void
+bench_float(benchmark::State &state, FloatKernel kernel, size_t n, bool misaligned)
 {
 	Placed<float> a(random_floats(n, 1), misaligned ? misaligned_a : 0);
 	Placed<float> b(random_floats(n, 2), misaligned ? misaligned_b : 0);
@@ -81,7 +84,8 @@ void bench_float(benchmark::State &state, FloatKernel kernel, size_t n, bool mis
 	}
 }
 
-void bench_hamming(benchmark::State &state, const Kernels *k, size_t bits, bool misaligned)
+void
+bench_hamming(benchmark::State &state, const Kernels *k, size_t bits, bool misaligned)
 {
 	size_t nbytes = bits / 8;
 	Placed<uint8_t> a(random_bytes(nbytes, 1), misaligned ? misaligned_a + 1 : 0);
@@ -94,7 +98,8 @@ void bench_hamming(benchmark::State &state, const Kernels *k, size_t bits, bool 
 	}
 }
 
-void register_table(const Kernels *k, bool misaligned)
+void
+register_table(const Kernels *k, bool misaligned)
 {
 	if (k == nullptr)
 		return;
@@ -117,7 +122,8 @@ void register_table(const Kernels *k, bool misaligned)
 
 } // namespace
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
 	for (bool misaligned : {false, true}) {
 		register_table(&hannoy::simd::scalar_kernels(), misaligned);

@@ -62,7 +62,8 @@ suite_tap() {
 	local perl_lib
 	perl_lib="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/perl"
 	as_pg_user mkdir -p "$WORK/tap"
-	(cd "$WORK/tap" && as_pg_user env PG_REGRESS=/bin/true TESTDIR="$WORK/tap" TESTDATADIR="$WORK/tap/data" \
+	(cd "$WORK/tap" && as_pg_user env PG_REGRESS="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress" \
+		TESTDIR="$WORK/tap" TESTDATADIR="$WORK/tap/data" \
 		HANNOY_ROOT="$HANNOY_ROOT" PYTHON="$PYTHON" \
 		prove --timer -I "$perl_lib" -I "$HANNOY_ROOT/test/perl" "${tests[@]}")
 }

@@ -15,15 +15,15 @@ namespace hannoy
 
 /// What went wrong, coarse enough for the glue to pick an SQLSTATE.
 enum class ErrorCode {
-	InvalidInput,     ///< bad vector or parameter supplied by the user
-	DimensionMismatch,///< vector dimension differs from the index's
-	Corrupted,        ///< stored data fails validation: the index must be rebuilt
-	Storage,          ///< LMDB or file-system failure
-	StorageFull,      ///< LMDB map full and it could not grow, or disk full
-	Unavailable,      ///< storage missing, foreign or stale: the index cannot answer
-	Cancelled,        ///< a cancel callback asked the core to stop
-	LimitExceeded,    ///< an internal limit (item ids, levels) was reached
-	Internal,         ///< a bug: an invariant did not hold
+	InvalidInput,      ///< bad vector or parameter supplied by the user
+	DimensionMismatch, ///< vector dimension differs from the index's
+	Corrupted,         ///< stored data fails validation: the index must be rebuilt
+	Storage,           ///< LMDB or file-system failure
+	StorageFull,       ///< LMDB map full and it could not grow, or disk full
+	Unavailable,       ///< storage missing, foreign or stale: the index cannot answer
+	Cancelled,         ///< a cancel callback asked the core to stop
+	LimitExceeded,     ///< an internal limit (item ids, levels) was reached
+	Internal,          ///< a bug: an invariant did not hold
 };
 
 /// Exception carrying a code, a PostgreSQL-style message (lower case, no period),

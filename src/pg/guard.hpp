@@ -32,7 +32,10 @@ class PgError : public std::exception
 public:
 	explicit PgError(ErrorData *edata) : edata_(edata) {}
 	ErrorData *edata() const { return edata_; }
-	const char *what() const noexcept override { return edata_ && edata_->message ? edata_->message : "error"; }
+	const char *what() const noexcept override
+	{
+		return edata_ && edata_->message ? edata_->message : "error";
+	}
 
 private:
 	ErrorData *edata_;

@@ -35,12 +35,12 @@ struct Metapage {
 	uint32 version;
 	uint32 flags;
 	uint32 reserved;
-	uint8 uuid[16];    ///< equal to the storage file's uuid
-	Oid index_oid;     ///< the index the file was built for
-	Oid relfilenode;   ///< the relation file the file was built for
-	uint32 dims;       ///< dimension at build time (0: built empty, the first insert fixes it)
-	uint8 metric;      ///< hannoy::Metric
-	uint8 quantization;///< hannoy::Quantization
+	uint8 uuid[16];     ///< equal to the storage file's uuid
+	Oid index_oid;      ///< the index the file was built for
+	Oid relfilenode;    ///< the relation file the file was built for
+	uint32 dims;        ///< dimension at build time (0: built empty, the first insert fixes it)
+	uint8 metric;       ///< hannoy::Metric
+	uint8 quantization; ///< hannoy::Quantization
 	uint16 m;
 	uint16 ef_construction;
 	uint16 reserved2;

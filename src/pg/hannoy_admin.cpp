@@ -74,7 +74,8 @@ index_info(FunctionCallInfo fcinfo)
 	}
 	values[3] = BoolGetDatum(matches);
 	values[4] = pg_call([&] { return CStringGetTextDatum(metric_name(static_cast<Metric>(meta.metric))); });
-	values[5] = Int32GetDatum(matches ? static_cast<int32>(file_meta.params.dims) : static_cast<int32>(meta.dims));
+	values[5] =
+		Int32GetDatum(matches ? static_cast<int32>(file_meta.params.dims) : static_cast<int32>(meta.dims));
 	values[6] = Int32GetDatum(meta.m);
 	values[7] = Int32GetDatum(meta.ef_construction);
 	values[8] = Int64GetDatum(matches ? static_cast<int64>(file_meta.live_items) : 0);
@@ -112,11 +113,12 @@ verify(FunctionCallInfo fcinfo)
 	nulls[5] = !reachability;
 	values[6] = Int32GetDatum(static_cast<int32>(report.max_level));
 	values[7] = pg_call([&] {
-		Datum *texts = static_cast<Datum *>(palloc(sizeof(Datum) * std::max<size_t>(1, report.problems.size())));
+		Datum *texts =
+			static_cast<Datum *>(palloc(sizeof(Datum) * std::max<size_t>(1, report.problems.size())));
 		for (size_t i = 0; i < report.problems.size(); i++)
 			texts[i] = CStringGetTextDatum(report.problems[i].c_str());
-		return PointerGetDatum(construct_array(texts, static_cast<int>(report.problems.size()), TEXTOID, -1, false,
-											   TYPALIGN_INT));
+		return PointerGetDatum(construct_array(texts, static_cast<int>(report.problems.size()), TEXTOID, -1,
+											   false, TYPALIGN_INT));
 	});
 	HeapTuple tuple = pg_call([&] { return heap_form_tuple(desc, values, nulls); });
 	pg_call([&] { index_close(index, AccessShareLock); });

@@ -133,17 +133,21 @@ hannoy_validate(Oid opclassoid)
 			has_metric = true;
 			break;
 		default:
-			ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-						   errmsg("hannoy operator class \"%s\" contains function %s with invalid support number %d",
-								  opclassname, format_procedure(procform->amproc), procform->amprocnum)));
+			ereport(
+				INFO,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("hannoy operator class \"%s\" contains function %s with invalid support number %d",
+						opclassname, format_procedure(procform->amproc), procform->amprocnum)));
 			result = false;
 			continue;
 		}
 		if (!ok) {
-			ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-						   errmsg("hannoy operator class \"%s\" contains function %s with wrong signature for support "
-								  "number %d",
-								  opclassname, format_procedure(procform->amproc), procform->amprocnum)));
+			ereport(
+				INFO,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("hannoy operator class \"%s\" contains function %s with wrong signature for support "
+						"number %d",
+						opclassname, format_procedure(procform->amproc), procform->amprocnum)));
 			result = false;
 		}
 	}
@@ -153,9 +157,11 @@ hannoy_validate(Oid opclassoid)
 			continue;
 		has_operator = true;
 		if (oprform->amopstrategy != 1) {
-			ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-						   errmsg("hannoy operator class \"%s\" contains operator %s with invalid strategy number %d",
-								  opclassname, format_operator(oprform->amopopr), oprform->amopstrategy)));
+			ereport(
+				INFO,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("hannoy operator class \"%s\" contains operator %s with invalid strategy number %d",
+						opclassname, format_operator(oprform->amopopr), oprform->amopstrategy)));
 			result = false;
 		}
 		if (oprform->amoppurpose != AMOP_ORDER || !OidIsValid(oprform->amopsortfamily) ||
@@ -174,10 +180,11 @@ hannoy_validate(Oid opclassoid)
 		}
 	}
 	if (!has_distance || !has_metric || !has_operator) {
-		ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-					   errmsg("hannoy operator class \"%s\" is missing %s", opclassname,
-							  !has_operator ? "its ORDER BY operator"
-											: (!has_distance ? "support function 1" : "support function 2"))));
+		ereport(INFO,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("hannoy operator class \"%s\" is missing %s", opclassname,
+						!has_operator ? "its ORDER BY operator"
+									  : (!has_distance ? "support function 1" : "support function 2"))));
 		result = false;
 	}
 	ReleaseCatCacheList(oprlist);
@@ -215,8 +222,8 @@ order_by_constant_is_null(IndexPath *path)
  * on this node; the planner then falls back to an exact sequential scan.
  */
 void
-hannoy_cost_estimate(PlannerInfo *root, IndexPath *path, double loop_count, Cost *startup_cost, Cost *total_cost,
-					 Selectivity *selectivity, double *correlation, double *pages)
+hannoy_cost_estimate(PlannerInfo *root, IndexPath *path, double loop_count, Cost *startup_cost,
+					 Cost *total_cost, Selectivity *selectivity, double *correlation, double *pages)
 {
 	bool usable = path->indexorderbys != NIL && !order_by_constant_is_null(path);
 	if (usable) {
@@ -257,8 +264,8 @@ hannoy_cost_estimate(PlannerInfo *root, IndexPath *path, double loop_count, Cost
 /* Implemented in the other glue files. */
 IndexBuildResult *build(Relation heap, Relation index, IndexInfo *info);
 void build_empty(Relation index);
-bool insert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Relation heap, IndexUniqueCheck check,
-			bool unchanged, IndexInfo *info);
+bool insert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Relation heap,
+			IndexUniqueCheck check, bool unchanged, IndexInfo *info);
 IndexBulkDeleteResult *bulk_delete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 								   IndexBulkDeleteCallback callback, void *state);
 IndexBulkDeleteResult *vacuum_cleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats);
@@ -275,22 +282,26 @@ extern "C" void
 _PG_init(void)
 {
 	if (!process_shared_preload_libraries_in_progress)
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("hannoy must be loaded via shared_preload_libraries"),
-						errhint("Add shared_preload_libraries = 'hannoy' to postgresql.conf and restart the server.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("hannoy must be loaded via shared_preload_libraries"),
+			 errhint("Add shared_preload_libraries = 'hannoy' to postgresql.conf and restart the server.")));
 
 	DefineCustomIntVariable("hannoy.ef_search", "Sets the size of the candidate list of hannoy index scans.",
-							"Larger values give better recall and slower scans. Valid range is 1..1000.", &ef_search,
-							40, 1, 1000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+							"Larger values give better recall and slower scans. Valid range is 1..1000.",
+							&ef_search, 40, 1, 1000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("hannoy");
 
 	relopt_kind_hannoy = add_reloption_kind();
-	add_int_reloption(relopt_kind_hannoy, "m", "Maximum number of neighbours per node on upper layers", 16, 2, 100,
+	add_int_reloption(relopt_kind_hannoy, "m", "Maximum number of neighbours per node on upper layers", 16, 2,
+					  100, AccessExclusiveLock);
+	add_int_reloption(relopt_kind_hannoy, "ef_construction",
+					  "Size of the candidate list while building the graph", 64, 4, 1000,
 					  AccessExclusiveLock);
-	add_int_reloption(relopt_kind_hannoy, "ef_construction", "Size of the candidate list while building the graph",
-					  64, 4, 1000, AccessExclusiveLock);
-	add_string_reloption(relopt_kind_hannoy, "quantization", "Vector compression for graph traversal: none or binary",
-						 "none", validate_quantization, AccessExclusiveLock);
+	add_string_reloption(relopt_kind_hannoy, "quantization",
+						 "Vector compression for graph traversal: none or binary", "none",
+						 validate_quantization, AccessExclusiveLock);
 
 	init_storage_lifecycle();
 	/* Pick the distance kernels now, in the postmaster, so every backend inherits the choice. */

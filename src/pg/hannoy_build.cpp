@@ -71,7 +71,8 @@ build_callback(Relation, ItemPointer tid, Datum *values, bool *isnull, bool, voi
 						format("The row at (%u,%u) has %u dimensions; the index's first row has %u.",
 							   ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid), vector.dims,
 							   state.dims));
-		preprocess_floats(state.metric, vector.data, vector.dims, reinterpret_cast<float *>(state.stored->data()));
+		preprocess_floats(state.metric, vector.data, vector.dims,
+						  reinterpret_cast<float *>(state.stored->data()));
 		state.builder->add(HeapTid{ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid)},
 						   state.stored->data());
 		MemoryContextSwitchTo(previous);
@@ -85,7 +86,8 @@ report_progress(BuildPhase phase, uint64_t done, uint64_t total)
 	pg_call([&] {
 		const int params[] = {PROGRESS_CREATEIDX_SUBPHASE, PROGRESS_CREATEIDX_TUPLES_TOTAL,
 							  PROGRESS_CREATEIDX_TUPLES_DONE};
-		const int64 values[] = {static_cast<int64>(phase) + 1, static_cast<int64>(total), static_cast<int64>(done)};
+		const int64 values[] = {static_cast<int64>(phase) + 1, static_cast<int64>(total),
+								static_cast<int64>(done)};
 		pgstat_progress_update_multi_param(3, params, values);
 	});
 	check_interrupts();
@@ -101,7 +103,8 @@ build_index(Relation heap, Relation index, IndexInfo *info)
 	state.metric = pg_call([&] { return index_metric(index); });
 	state.params = pg_call([&] { return index_build_params(index); });
 	if (state.params.quantization != Quantization::None)
-		throw Error(ErrorCode::InvalidInput, "quantization = 'binary' is not supported by this build of hannoy");
+		throw Error(ErrorCode::InvalidInput,
+					"quantization = 'binary' is not supported by this build of hannoy");
 	state.path = index_file_path(index);
 
 	Oid oid = RelationGetRelid(index);
@@ -124,9 +127,13 @@ build_index(Relation heap, Relation index, IndexInfo *info)
 	state.tuple_context = pg_call([] {
 		return AllocSetContextCreate(CurrentMemoryContext, "hannoy build tuple", ALLOCSET_DEFAULT_SIZES);
 	});
-	pg_call([] { pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, static_cast<int64>(BuildPhase::LoadingVectors) + 1); });
-	double heap_tuples = pg_call(
-		[&] { return table_index_build_scan(heap, index, info, true, true, build_callback, &state, nullptr); });
+	pg_call([] {
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE,
+									 static_cast<int64>(BuildPhase::LoadingVectors) + 1);
+	});
+	double heap_tuples = pg_call([&] {
+		return table_index_build_scan(heap, index, info, true, true, build_callback, &state, nullptr);
+	});
 	if (state.builder == nullptr)
 		create_store(state, 0);
 	state.builder->finish(report_progress);
@@ -150,7 +157,8 @@ build_index(Relation heap, Relation index, IndexInfo *info)
 		MemoryContextDelete(state.tuple_context);
 	});
 
-	IndexBuildResult *result = pg_call([] { return static_cast<IndexBuildResult *>(palloc0(sizeof(IndexBuildResult))); });
+	IndexBuildResult *result =
+		pg_call([] { return static_cast<IndexBuildResult *>(palloc0(sizeof(IndexBuildResult))); });
 	result->heap_tuples = heap_tuples;
 	result->index_tuples = items;
 	return result;

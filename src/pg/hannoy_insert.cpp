@@ -35,8 +35,8 @@ insert_vector(Relation index, Datum value, ItemPointer tid, Relation heap)
 	if (RelationNeedsWAL(heap))
 		pg_call([] { XLogFlush(XactLastRecEnd); });
 	Inserter inserter(store);
-	std::vector<NewItem> items{NewItem{HeapTid{ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid)},
-									   stored.data()}};
+	std::vector<NewItem> items{
+		NewItem{HeapTid{ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid)}, stored.data()}};
 	inserter.insert(items, vector.dims);
 	unlock_index_writer(index);
 

@@ -60,8 +60,9 @@ start_scan(IndexScanDesc scan)
 		state->done = true;
 		return state.release();
 	}
-	MemoryContext context = pg_call(
-		[] { return AllocSetContextCreate(CurrentMemoryContext, "hannoy scan query", ALLOCSET_SMALL_SIZES); });
+	MemoryContext context = pg_call([] {
+		return AllocSetContextCreate(CurrentMemoryContext, "hannoy scan query", ALLOCSET_SMALL_SIZES);
+	});
 	MemoryContext previous = MemoryContextSwitchTo(context);
 	FloatVector query = pg_call([&] { return float_vector_from_datum(key->sk_argument); });
 	IndexStore &store = open_index_store(index);
@@ -87,7 +88,8 @@ fetch_batch(Relation index, ScanState &state)
 		lmdb::Txn txn(store.env(), true);
 		StoreReader reader(store, txn);
 		Bitmap tombstones = reader.tombstones();
-		bool more = state.search->next(reader, [&](uint32_t id) { return !tombstones.contains(id); }, found);
+		bool more = state.search->next(
+			reader, [&](uint32_t id) { return !tombstones.contains(id); }, found);
 		ItemRecord item;
 		for (const Candidate &c : found)
 			if (reader.item(c.id, &item))

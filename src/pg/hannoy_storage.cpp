@@ -154,8 +154,9 @@ xact_callback(XactEvent event, void *)
 	switch (event) {
 	case XACT_EVENT_PRE_PREPARE:
 		if (pending_files != nullptr && !pending_files->empty())
-			ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-							errmsg("cannot prepare a transaction that created, rebuilt or dropped a hannoy index")));
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot prepare a transaction that created, rebuilt or dropped a hannoy index")));
 		break;
 	case XACT_EVENT_COMMIT:
 	case XACT_EVENT_PARALLEL_COMMIT:
@@ -284,8 +285,8 @@ open_index_store(Relation index)
 
 	const char *name = RelationGetRelationName(index);
 	if (meta.flags & kMetapageEmptyInit)
-		throw Error(ErrorCode::Unavailable, format("hannoy index \"%s\" was reset by crash recovery", name), "",
-					"REINDEX the index.");
+		throw Error(ErrorCode::Unavailable, format("hannoy index \"%s\" was reset by crash recovery", name),
+					"", "REINDEX the index.");
 	std::string path = index_file_path(index);
 	std::unique_ptr<IndexStore> store;
 	try {
@@ -301,7 +302,8 @@ open_index_store(Relation index)
 	const Identity &identity = store->cached_meta().identity;
 	if (memcmp(identity.uuid.data(), meta.uuid, sizeof(meta.uuid)) != 0 || identity.index_oid != oid ||
 		identity.relfilenode != relfilenode)
-		throw Error(ErrorCode::Unavailable, format("hannoy index \"%s\" does not match its storage file", name),
+		throw Error(ErrorCode::Unavailable,
+					format("hannoy index \"%s\" does not match its storage file", name),
 					format("The file \"%s\" was built for another index or another build of this index.",
 						   path.c_str()),
 					"REINDEX the index to rebuild its storage.");

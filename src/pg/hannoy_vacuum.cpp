@@ -5,7 +5,8 @@
  * short read transaction each; the callback runs outside any LMDB transaction; deletions are
  * applied in chunks under the writer lock, with vacuum_delay_point() between chunks, so the
  * LMDB writer is never held for the whole vacuum. Deleted items are tombstoned: never
- * returned again, still traversable until the graph is repaired around them.
+ * returned again, still traversable until the graph is repaired around them. The cleanup
+ * pass relinks live items that inserts or deletions left unreachable.
  */
 #include "hannoy.hpp"
 
@@ -26,7 +27,8 @@ bulk_delete_impl(IndexVacuumInfo *info, IndexBulkDeleteResult *stats, IndexBulkD
 				 void *callback_state)
 {
 	if (stats == nullptr)
-		stats = pg_call([] { return static_cast<IndexBulkDeleteResult *>(palloc0(sizeof(IndexBulkDeleteResult))); });
+		stats = pg_call(
+			[] { return static_cast<IndexBulkDeleteResult *>(palloc0(sizeof(IndexBulkDeleteResult))); });
 	IndexStore &store = open_index_store(info->index);
 
 	std::vector<HeapTid> dead;
@@ -57,7 +59,8 @@ bulk_delete_impl(IndexVacuumInfo *info, IndexBulkDeleteResult *stats, IndexBulkD
 	}
 
 	for (size_t start = 0; start < dead.size(); start += kTidsPerChunk) {
-		std::vector<HeapTid> part(dead.begin() + start, dead.begin() + std::min(dead.size(), start + kTidsPerChunk));
+		std::vector<HeapTid> part(dead.begin() + start,
+								  dead.begin() + std::min(dead.size(), start + kTidsPerChunk));
 		lock_index_writer(info->index);
 		delete_tids(store, part);
 		unlock_index_writer(info->index);
@@ -74,8 +77,16 @@ vacuum_cleanup_impl(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 	if (info->analyze_only)
 		return stats;
 	if (stats == nullptr)
-		stats = pg_call([] { return static_cast<IndexBulkDeleteResult *>(palloc0(sizeof(IndexBulkDeleteResult))); });
+		stats = pg_call(
+			[] { return static_cast<IndexBulkDeleteResult *>(palloc0(sizeof(IndexBulkDeleteResult))); });
 	IndexStore &store = open_index_store(info->index);
+	/* Inserts and deletions can leave live items without incoming links; relink them so that
+	 * after every VACUUM each live item can be found. */
+	if (count_unreachable(store) > 0) {
+		lock_index_writer(info->index);
+		repair_reachability(store);
+		unlock_index_writer(info->index);
+	}
 	IndexMeta meta;
 	{
 		lmdb::Txn txn(store.env(), true);

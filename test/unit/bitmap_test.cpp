@@ -41,14 +41,16 @@ TEST(Bitmap, EncoderMatchesCRoaring)
 	std::vector<uint32_t> dense;
 	for (uint32_t i = 0; i < 10000; i++)
 		dense.push_back(70000 + i * 3);
-	EXPECT_EQ(encode_portable_ids(dense.data(), dense.size()), Bitmap::of(dense.data(), dense.size()).encode());
+	EXPECT_EQ(encode_portable_ids(dense.data(), dense.size()),
+			  Bitmap::of(dense.data(), dense.size()).encode());
 }
 
 TEST(Bitmap, DecoderAgreesOnEveryContainerKind)
 {
 	std::mt19937 rng(2);
 	for (int round = 0; round < 200; round++) {
-		std::vector<uint32_t> ids = random_ids(rng, static_cast<size_t>(rng() % 6000), round % 2 ? 300000 : 70000);
+		std::vector<uint32_t> ids =
+			random_ids(rng, static_cast<size_t>(rng() % 6000), round % 2 ? 300000 : 70000);
 		/* Runs: add a few consecutive ranges. */
 		for (uint32_t r = 0; r < static_cast<uint32_t>(round % 5); r++)
 			for (uint32_t v = 0; v < 100; v++)

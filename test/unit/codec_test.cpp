@@ -62,13 +62,23 @@ TEST(Codec, MetaGoldenBytes)
 						  "0807060504030201"                 /* system identifier */
 						  "0040000006400000050000007f060000" /* index oid, relfilenode, db, tablespace */
 						  "db020000"                         /* creator xid */
-						  "0200" "1000" "4000" "0000"        /* cosine, no quantization, m, efc, reserved */
-						  "10030000" "400c0000" "0d000000"   /* dims, vector bytes, per block */
-						  "00000000" "00000000"              /* code bytes, codes per block */
-						  "0df0fecaefbeadde"                 /* level seed */
-						  "60ea0000" "2a000000" "04"         /* next item, entry point, max level */
-						  "00000000000000"                   /* reserved */
-						  "56ea000000000000" "0a00000000000000" "0700000000000000");
+						  "0200"
+						  "1000"
+						  "4000"
+						  "0000" /* cosine, no quantization, m, efc, reserved */
+						  "10030000"
+						  "400c0000"
+						  "0d000000" /* dims, vector bytes, per block */
+						  "00000000"
+						  "00000000"         /* code bytes, codes per block */
+						  "0df0fecaefbeadde" /* level seed */
+						  "60ea0000"
+						  "2a000000"
+						  "04"             /* next item, entry point, max level */
+						  "00000000000000" /* reserved */
+						  "56ea000000000000"
+						  "0a00000000000000"
+						  "0700000000000000");
 }
 
 TEST(Codec, MetaRoundTrip)
@@ -119,7 +129,12 @@ TEST(Codec, ItemGoldenBytes)
 	item.flags = 0;
 	item.tids = {HeapTid{0x01020304, 0x0506}, HeapTid{7, 8}};
 	std::string bytes = encode_item(item);
-	EXPECT_EQ(hex(bytes), "0200" "0200" "04030201" "0605" "07000000" "0800");
+	EXPECT_EQ(hex(bytes), "0200"
+						  "0200"
+						  "04030201"
+						  "0605"
+						  "07000000"
+						  "0800");
 	ItemRecord back = decode_item(bytes.data(), bytes.size());
 	EXPECT_EQ(back.level, 2);
 	ASSERT_EQ(back.tids.size(), 2u);

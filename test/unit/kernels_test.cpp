@@ -28,7 +28,8 @@ struct Reference {
 	double magnitude;
 };
 
-Reference reference_l2_squared(const float *a, const float *b, size_t n)
+Reference
+reference_l2_squared(const float *a, const float *b, size_t n)
 {
 	Reference r{0.0, 0.0};
 	for (size_t i = 0; i < n; i++) {
@@ -39,7 +40,8 @@ Reference reference_l2_squared(const float *a, const float *b, size_t n)
 	return r;
 }
 
-Reference reference_dot(const float *a, const float *b, size_t n)
+Reference
+reference_dot(const float *a, const float *b, size_t n)
 {
 	Reference r{0.0, 0.0};
 	for (size_t i = 0; i < n; i++) {
@@ -50,7 +52,8 @@ Reference reference_dot(const float *a, const float *b, size_t n)
 	return r;
 }
 
-Reference reference_l1(const float *a, const float *b, size_t n)
+Reference
+reference_l1(const float *a, const float *b, size_t n)
 {
 	Reference r{0.0, 0.0};
 	for (size_t i = 0; i < n; i++) {
@@ -61,7 +64,8 @@ Reference reference_l1(const float *a, const float *b, size_t n)
 	return r;
 }
 
-uint64_t reference_hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
+uint64_t
+reference_hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
 {
 	uint64_t bits = 0;
 	for (size_t i = 0; i < nbytes; i++)
@@ -77,7 +81,8 @@ uint64_t reference_hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
  * doubled element moves the result by about 1/n of that sum, which this bound catches up to
  * n of about 2000; FloatKernelsExactOnSmallIntegers covers the longer lengths exactly.
  */
-void expect_close(float got, Reference want, size_t n, const char *what)
+void
+expect_close(float got, Reference want, size_t n, const char *what)
 {
 	double tolerance = 1e-5 * std::sqrt(static_cast<double>(n)) * want.magnitude;
 	EXPECT_LE(std::fabs(static_cast<double>(got) - want.value), tolerance)
@@ -86,7 +91,8 @@ void expect_close(float got, Reference want, size_t n, const char *what)
 
 /// Lengths for the float kernels: every one up to 300, then a sample up to 4100 that covers
 /// common embedding sizes and lengths just around vector-width multiples.
-std::vector<size_t> float_lengths()
+std::vector<size_t>
+float_lengths()
 {
 	std::vector<size_t> lengths;
 	for (size_t n = 1; n <= 300; n++)
@@ -99,7 +105,8 @@ std::vector<size_t> float_lengths()
 }
 
 /// Byte lengths for hamming: every one up to 600, then a few larger ones.
-std::vector<size_t> byte_lengths()
+std::vector<size_t>
+byte_lengths()
 {
 	std::vector<size_t> lengths;
 	for (size_t n = 0; n <= 600; n++)
@@ -109,7 +116,8 @@ std::vector<size_t> byte_lengths()
 	return lengths;
 }
 
-std::vector<float> random_floats(std::mt19937 &rng, size_t n, float limit)
+std::vector<float>
+random_floats(std::mt19937 &rng, size_t n, float limit)
 {
 	std::uniform_real_distribution<float> dist(-limit, limit);
 	std::vector<float> v(n);
@@ -118,7 +126,8 @@ std::vector<float> random_floats(std::mt19937 &rng, size_t n, float limit)
 	return v;
 }
 
-std::vector<uint8_t> random_bytes(std::mt19937 &rng, size_t n)
+std::vector<uint8_t>
+random_bytes(std::mt19937 &rng, size_t n)
 {
 	std::uniform_int_distribution<int> dist(0, 255);
 	std::vector<uint8_t> v(n);
@@ -128,7 +137,8 @@ std::vector<uint8_t> random_bytes(std::mt19937 &rng, size_t n)
 }
 
 /// Table by name, or nullptr when this CPU lacks it.
-const Kernels *table_named(const std::string &name)
+const Kernels *
+table_named(const std::string &name)
 {
 	if (name == "scalar")
 		return &scalar_kernels();
@@ -138,7 +148,8 @@ const Kernels *table_named(const std::string &name)
 }
 
 /// Checks all three float kernels of k on a and b against the reference.
-void check_float_kernels(const Kernels &k, const float *a, const float *b, size_t n)
+void
+check_float_kernels(const Kernels &k, const float *a, const float *b, size_t n)
 {
 	expect_close(k.l2_squared(a, b, n), reference_l2_squared(a, b, n), n, "l2_squared");
 	expect_close(k.dot(a, b, n), reference_dot(a, b, n), n, "dot");
@@ -244,7 +255,8 @@ TEST_P(KernelsTest, FloatKernelsMatchReferenceAtEveryAlignment)
 			std::vector<float> shifted_a(n + offset), shifted_b(n + 2 * offset);
 			std::copy(a_copy.begin(), a_copy.end(), shifted_a.begin() + offset);
 			std::copy(b_copy.begin(), b_copy.end(), shifted_b.begin() + 2 * offset);
-			EXPECT_EQ(kernels->l2_squared(shifted_a.data() + offset, shifted_b.data() + 2 * offset, n), l2) << n;
+			EXPECT_EQ(kernels->l2_squared(shifted_a.data() + offset, shifted_b.data() + 2 * offset, n), l2)
+				<< n;
 			EXPECT_EQ(kernels->dot(shifted_a.data() + offset, shifted_b.data() + 2 * offset, n), dot) << n;
 		}
 	}

@@ -71,14 +71,50 @@ clustered_vectors(uint32_t n, uint32_t dims, uint32_t clusters, uint32_t seed)
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t c = pick(rng);
 		for (uint32_t d = 0; d < dims; d++)
-			data[static_cast<size_t>(i) * dims + d] = centers[static_cast<size_t>(c) * dims + d] + normal(rng);
+			data[static_cast<size_t>(i) * dims + d] =
+				centers[static_cast<size_t>(c) * dims + d] + normal(rng);
 	}
 	return data;
 }
 
+/// The same mixture with rows ordered cluster by cluster, as a table loaded sorted by
+/// category would store them.
+inline std::vector<float>
+cluster_sorted_vectors(uint32_t n, uint32_t dims, uint32_t clusters, uint32_t seed)
+{
+	std::mt19937 rng(seed);
+	std::normal_distribution<float> normal(0.0f, 1.0f);
+	std::vector<float> centers(static_cast<size_t>(clusters) * dims);
+	for (float &x : centers)
+		x = normal(rng) * 3.0f;
+	std::vector<float> data(static_cast<size_t>(n) * dims);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t c = static_cast<uint32_t>(static_cast<uint64_t>(i) * clusters / n);
+		for (uint32_t d = 0; d < dims; d++)
+			data[static_cast<size_t>(i) * dims + d] =
+				centers[static_cast<size_t>(c) * dims + d] + normal(rng);
+	}
+	return data;
+}
+
+/// Queries near stored rows: row (q * 7919) % n shifted by `shift` in every dimension.
+inline std::vector<float>
+shifted_rows(const std::vector<float> &data, uint32_t dims, uint32_t count, float shift)
+{
+	uint32_t n = static_cast<uint32_t>(data.size() / dims);
+	std::vector<float> queries(static_cast<size_t>(count) * dims);
+	for (uint32_t q = 0; q < count; q++) {
+		uint32_t row = static_cast<uint32_t>((static_cast<uint64_t>(q) * 7919) % n);
+		for (uint32_t d = 0; d < dims; d++)
+			queries[static_cast<size_t>(q) * dims + d] = data[static_cast<size_t>(row) * dims + d] + shift;
+	}
+	return queries;
+}
+
 /// Exact k nearest ids of `query` among `stored` (stored-form vectors) by the space's proxy.
 inline std::vector<uint32_t>
-brute_force(const Space &space, const std::vector<std::vector<uint8_t>> &stored, const uint8_t *query, size_t k)
+brute_force(const Space &space, const std::vector<std::vector<uint8_t>> &stored, const uint8_t *query,
+			size_t k)
 {
 	std::vector<Candidate> all;
 	for (uint32_t i = 0; i < stored.size(); i++)

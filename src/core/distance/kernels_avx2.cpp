@@ -28,12 +28,14 @@ namespace
 alignas(64) const int32_t tail_mask_source[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
 /// Mask enabling the first r lanes, 0 < r < 8.
-inline __m256i tail_mask(size_t r)
+inline __m256i
+tail_mask(size_t r)
 {
 	return _mm256_loadu_si256(reinterpret_cast<const __m256i *>(tail_mask_source + 8 - r));
 }
 
-inline float horizontal_sum(__m256 v)
+inline float
+horizontal_sum(__m256 v)
 {
 	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
 	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -65,7 +67,9 @@ struct L1Step {
 /// sum(term(a[i], b[i])) with four independent 8-lane accumulators, so four FMAs are in
 /// flight per step; the 0..31 leftover floats use up to two full steps and one masked one.
 /// The summation order depends only on n, never on addresses, so results are reproducible.
-template <class Op> inline float sum_terms(const float *a, const float *b, size_t n)
+template <class Op>
+inline float
+sum_terms(const float *a, const float *b, size_t n)
 {
 	__m256 acc0 = _mm256_setzero_ps();
 	__m256 acc1 = _mm256_setzero_ps();
@@ -94,30 +98,36 @@ template <class Op> inline float sum_terms(const float *a, const float *b, size_
 	return horizontal_sum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
 
-float l2_squared(const float *a, const float *b, size_t n)
+float
+l2_squared(const float *a, const float *b, size_t n)
 {
 	return sum_terms<L2Step>(a, b, n);
 }
 
-float dot(const float *a, const float *b, size_t n)
+float
+dot(const float *a, const float *b, size_t n)
 {
 	return sum_terms<DotStep>(a, b, n);
 }
 
-float l1(const float *a, const float *b, size_t n)
+float
+l1(const float *a, const float *b, size_t n)
 {
 	return sum_terms<L1Step>(a, b, n);
 }
 
 /// Loads a word from a byte pointer of any alignment.
-template <class Word> inline Word load(const uint8_t *p)
+template <class Word>
+inline Word
+load(const uint8_t *p)
 {
 	Word w;
 	std::memcpy(&w, p, sizeof w);
 	return w;
 }
 
-inline __m256i load_xor(const uint8_t *a, const uint8_t *b)
+inline __m256i
+load_xor(const uint8_t *a, const uint8_t *b)
 {
 	return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(a)),
 							_mm256_loadu_si256(reinterpret_cast<const __m256i *>(b)));
@@ -125,7 +135,8 @@ inline __m256i load_xor(const uint8_t *a, const uint8_t *b)
 
 /// Bits set in each byte of v, looked up per nibble with a shuffle (Mula's method): on long
 /// inputs this counts 32 bytes in a few vector operations where popcnt needs four words.
-inline __m256i popcount_bytes(__m256i v)
+inline __m256i
+popcount_bytes(__m256i v)
 {
 	const __m256i nibble_counts = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
 												   1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
@@ -139,7 +150,8 @@ inline __m256i popcount_bytes(__m256i v)
 constexpr size_t block_bytes = 30 * 32;
 
 /// Bits set in a ^ b over the whole 32-byte vectors of [0, nbytes); *done gets how many bytes that was.
-uint64_t hamming_vectors(const uint8_t *a, const uint8_t *b, size_t nbytes, size_t *done)
+uint64_t
+hamming_vectors(const uint8_t *a, const uint8_t *b, size_t nbytes, size_t *done)
 {
 	const __m256i zero = _mm256_setzero_si256();
 	__m256i totals = zero;
@@ -163,7 +175,8 @@ uint64_t hamming_vectors(const uint8_t *a, const uint8_t *b, size_t nbytes, size
 	return static_cast<uint64_t>(_mm_cvtsi128_si64(s));
 }
 
-uint64_t hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
+uint64_t
+hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
 {
 	uint64_t c0 = 0, c1 = 0, c2 = 0;
 	size_t i = 0;
@@ -190,7 +203,8 @@ constexpr Kernels table = {l2_squared, dot, l1, hamming, "avx2"};
 
 } // namespace
 
-const Kernels *avx2_kernels()
+const Kernels *
+avx2_kernels()
 {
 	/* Only reads libgcc's CPU flags, so it is safe to run on CPUs without AVX2. */
 	__builtin_cpu_init();
@@ -201,7 +215,8 @@ const Kernels *avx2_kernels()
 
 #else
 
-const Kernels *avx2_kernels()
+const Kernels *
+avx2_kernels()
 {
 	return nullptr;
 }

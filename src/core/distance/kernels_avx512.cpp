@@ -48,7 +48,8 @@ struct L1Step {
  * __builtin_shufflevector because g++ 12's _mm512_reduce_add_*, _mm512_cast*512*256 and
  * _mm512_shuffle_* trip -Wuninitialized inside its own headers (GCC bug 105593).
  */
-inline float horizontal_sum(__m512 v)
+inline float
+horizontal_sum(__m512 v)
 {
 	__m256 low = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
 	__m256 high = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -59,7 +60,8 @@ inline float horizontal_sum(__m512 v)
 	return _mm_cvtss_f32(s);
 }
 
-inline uint64_t horizontal_sum(__m512i v)
+inline uint64_t
+horizontal_sum(__m512i v)
 {
 	__m256i low = __builtin_shufflevector(v, v, 0, 1, 2, 3);
 	__m256i high = __builtin_shufflevector(v, v, 4, 5, 6, 7);
@@ -73,7 +75,9 @@ inline uint64_t horizontal_sum(__m512i v)
 /// use up to three full steps and one masked step, so no scalar loop remains. The summation
 /// order depends only on n, never on addresses, so results are reproducible; callers keep
 /// vectors 64-byte aligned (see codec.hpp) because loads crossing cache lines cost twice.
-template <class Op> inline float sum_terms(const float *a, const float *b, size_t n)
+template <class Op>
+inline float
+sum_terms(const float *a, const float *b, size_t n)
 {
 	__m512 acc0 = _mm512_setzero_ps();
 	__m512 acc1 = _mm512_setzero_ps();
@@ -102,29 +106,34 @@ template <class Op> inline float sum_terms(const float *a, const float *b, size_
 	return horizontal_sum(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
 }
 
-float l2_squared(const float *a, const float *b, size_t n)
+float
+l2_squared(const float *a, const float *b, size_t n)
 {
 	return sum_terms<L2Step>(a, b, n);
 }
 
-float dot(const float *a, const float *b, size_t n)
+float
+dot(const float *a, const float *b, size_t n)
 {
 	return sum_terms<DotStep>(a, b, n);
 }
 
-float l1(const float *a, const float *b, size_t n)
+float
+l1(const float *a, const float *b, size_t n)
 {
 	return sum_terms<L1Step>(a, b, n);
 }
 
-inline __m512i popcount_xor(__m512i x, __m512i y)
+inline __m512i
+popcount_xor(__m512i x, __m512i y)
 {
 	return _mm512_popcnt_epi64(_mm512_xor_si512(x, y));
 }
 
 /// Bit counts per 64-bit lane in two accumulators, 128 bytes per step; the 0..127 leftover
 /// bytes use at most one full and one masked 64-byte step.
-uint64_t hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
+uint64_t
+hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
 {
 	__m512i acc0 = _mm512_setzero_si512();
 	__m512i acc1 = _mm512_setzero_si512();
@@ -150,7 +159,8 @@ constexpr Kernels table = {l2_squared, dot, l1, hamming, "avx512"};
 
 } // namespace
 
-const Kernels *avx512_kernels()
+const Kernels *
+avx512_kernels()
 {
 	/* Only reads libgcc's CPU flags, so it is safe to run on CPUs without AVX-512. */
 	__builtin_cpu_init();
@@ -161,7 +171,8 @@ const Kernels *avx512_kernels()
 
 #else
 
-const Kernels *avx512_kernels()
+const Kernels *
+avx512_kernels()
 {
 	return nullptr;
 }

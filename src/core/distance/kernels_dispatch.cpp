@@ -17,7 +17,8 @@ namespace hannoy::simd
 namespace
 {
 
-const Kernels &best_kernels()
+const Kernels &
+best_kernels()
 {
 	if (const Kernels *k = avx512_kernels())
 		return *k;
@@ -28,7 +29,8 @@ const Kernels &best_kernels()
 
 } // namespace
 
-const Kernels &select_kernels(const char *requested)
+const Kernels &
+select_kernels(const char *requested)
 {
 	if (requested != nullptr) {
 		if (std::strcmp(requested, "scalar") == 0)
@@ -44,7 +46,8 @@ const Kernels &select_kernels(const char *requested)
 	return best_kernels();
 }
 
-const Kernels &active_kernels()
+const Kernels &
+active_kernels()
 {
 	/* A function-local static: initialised exactly once even when first called concurrently. */
 	static const Kernels &chosen = select_kernels(std::getenv("HANNOY_KERNELS"));

@@ -22,7 +22,9 @@ namespace
 constexpr size_t lanes = 8;
 
 /// sum(term(a[i], b[i])) with `lanes` partial sums combined pairwise at the end.
-template <class Term> inline float sum_terms(const float *a, const float *b, size_t n, Term term)
+template <class Term>
+inline float
+sum_terms(const float *a, const float *b, size_t n, Term term)
 {
 	float acc[lanes] = {};
 	size_t i = 0;
@@ -37,7 +39,8 @@ template <class Term> inline float sum_terms(const float *a, const float *b, siz
 	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
-float l2_squared(const float *a, const float *b, size_t n)
+float
+l2_squared(const float *a, const float *b, size_t n)
 {
 	return sum_terms(a, b, n, [](float x, float y) {
 		float d = x - y;
@@ -45,25 +48,29 @@ float l2_squared(const float *a, const float *b, size_t n)
 	});
 }
 
-float dot(const float *a, const float *b, size_t n)
+float
+dot(const float *a, const float *b, size_t n)
 {
 	return sum_terms(a, b, n, [](float x, float y) { return x * y; });
 }
 
-float l1(const float *a, const float *b, size_t n)
+float
+l1(const float *a, const float *b, size_t n)
 {
 	return sum_terms(a, b, n, [](float x, float y) { return std::fabs(x - y); });
 }
 
 /// Loads a word from a byte pointer of any alignment.
-inline uint64_t load_u64(const uint8_t *p)
+inline uint64_t
+load_u64(const uint8_t *p)
 {
 	uint64_t w;
 	std::memcpy(&w, p, sizeof w);
 	return w;
 }
 
-uint64_t hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
+uint64_t
+hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
 {
 	uint64_t c0 = 0, c1 = 0;
 	size_t i = 0;
@@ -84,7 +91,8 @@ constexpr Kernels table = {l2_squared, dot, l1, hamming, "scalar"};
 
 } // namespace
 
-const Kernels &scalar_kernels()
+const Kernels &
+scalar_kernels()
 {
 	return table;
 }

@@ -86,7 +86,8 @@ check_finite(const float *values, uint32_t dims)
 	int64_t bad = first_non_finite(values, dims);
 	if (bad >= 0) {
 		bool nan = std::isnan(values[bad]);
-		throw Error(ErrorCode::InvalidInput, nan ? "NaN not allowed in vector" : "infinite value not allowed in vector",
+		throw Error(ErrorCode::InvalidInput,
+					nan ? "NaN not allowed in vector" : "infinite value not allowed in vector",
 					format("Element %lld (counting from 1) is %s.", static_cast<long long>(bad + 1),
 						   nan ? "NaN" : "infinite"));
 	}

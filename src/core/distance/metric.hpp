@@ -41,7 +41,11 @@ const char *metric_name(Metric metric);
 bool metric_from_u8(uint8_t value, Metric *out);
 
 /// True for metrics over float vectors, false for bit strings.
-inline bool metric_uses_floats(Metric metric) { return metric != Metric::Hamming; }
+inline bool
+metric_uses_floats(Metric metric)
+{
+	return metric != Metric::Hamming;
+}
 
 /// Bytes of one stored full-precision element vector: 4 per float dimension, or the bit
 /// string's bytes for hamming.

@@ -21,22 +21,50 @@ BuildGraph::BuildGraph(const Space &space, uint32_t m, uint32_t ef_construction,
 }
 
 void
-BuildGraph::reserve(uint32_t n)
+BuildGraph::prepare(std::vector<const uint8_t *> vectors)
 {
-	vectors_.reserve(n);
-	levels_.reserve(n);
-	count0_.reserve(n);
-	ids0_.reserve(static_cast<size_t>(n) * m0_);
-	dists0_.reserve(static_cast<size_t>(n) * m0_);
-	upper_first_.reserve(n);
+	uint32_t n = static_cast<uint32_t>(vectors.size());
+	vectors_ = std::move(vectors);
+	levels_.resize(n);
+	count0_.assign(n, 0);
+	ids0_.assign(static_cast<size_t>(n) * m0_, 0);
+	dists0_.assign(static_cast<size_t>(n) * m0_, 0.0f);
+	upper_first_.assign(n, kNoUpper);
+	size_t upper_slots = 0;
+	for (uint32_t id = 0; id < n; id++) {
+		levels_[id] = draw_level(level_seed_, id, m_);
+		if (levels_[id] > 0) {
+			upper_first_[id] = static_cast<uint32_t>(upper_slots);
+			upper_slots += levels_[id];
+		}
+	}
+	count_up_.assign(upper_slots, 0);
+	ids_up_.assign(upper_slots * m_, 0);
+	dists_up_.assign(upper_slots * m_, 0.0f);
+}
+
+std::vector<uint32_t>
+BuildGraph::insertion_order() const
+{
+	std::vector<std::pair<uint64_t, uint32_t>> keys(levels_.size());
+	for (uint32_t id = 0; id < levels_.size(); id++) {
+		/* Level in the top byte (descending), then a hash of (seed, id) for the shuffle. */
+		uint64_t shuffle = mix64(~level_seed_ ^ mix64(id)) >> 8;
+		keys[id] = {(static_cast<uint64_t>(kMaxLevel - levels_[id]) << 56) | shuffle, id};
+	}
+	std::sort(keys.begin(), keys.end());
+	std::vector<uint32_t> order(keys.size());
+	for (size_t i = 0; i < keys.size(); i++)
+		order[i] = keys[i].second;
+	return order;
 }
 
 size_t
 BuildGraph::memory_bytes() const
 {
 	return vectors_.capacity() * sizeof(void *) + levels_.capacity() + count0_.capacity() +
-		   ids0_.capacity() * 4 + dists0_.capacity() * 4 + upper_first_.capacity() * 4 + count_up_.capacity() +
-		   ids_up_.capacity() * 4 + dists_up_.capacity() * 4;
+		   ids0_.capacity() * 4 + dists0_.capacity() * 4 + upper_first_.capacity() * 4 +
+		   count_up_.capacity() + ids_up_.capacity() * 4 + dists_up_.capacity() * 4;
 }
 
 BuildGraph::List
@@ -97,25 +125,10 @@ BuildGraph::add_reverse_link(uint32_t target, uint8_t layer, uint32_t id, float 
 }
 
 void
-BuildGraph::add(uint32_t id, const uint8_t *vector)
+BuildGraph::insert(uint32_t id)
 {
-	if (id != levels_.size())
-		throw Error(ErrorCode::Internal, "build graph items must be added in id order");
-	uint8_t level = draw_level(level_seed_, id, m_);
-	vectors_.push_back(vector);
-	levels_.push_back(level);
-	count0_.push_back(0);
-	ids0_.resize(ids0_.size() + m0_);
-	dists0_.resize(dists0_.size() + m0_);
-	if (level > 0) {
-		upper_first_.push_back(static_cast<uint32_t>(count_up_.size()));
-		count_up_.resize(count_up_.size() + level, 0);
-		ids_up_.resize(ids_up_.size() + static_cast<size_t>(level) * m_);
-		dists_up_.resize(dists_up_.size() + static_cast<size_t>(level) * m_);
-	} else {
-		upper_first_.push_back(kNoUpper);
-	}
-
+	uint8_t level = levels_[id];
+	const uint8_t *vector = vectors_[id];
 	if (entry_ == kNoItem) {
 		entry_ = id;
 		max_level_ = level;
@@ -123,11 +136,8 @@ BuildGraph::add(uint32_t id, const uint8_t *vector)
 	}
 
 	const void *query = vector;
-	Candidate current{space_.distance(query, vectors_[entry_]), entry_};
-	for (int layer = max_level_; layer > level; layer--)
-		current = greedy_closest(*this, query, current, static_cast<uint8_t>(layer), scratch_.neighbors);
-
-	entry_points_.assign(1, current);
+	entry_points_.assign(1, Candidate{space_.distance(query, vectors_[entry_]), entry_});
+	descend(*this, query, entry_points_, max_level_, level, 1, scratch_, levels_.size(), found_);
 	for (int layer = std::min<int>(level, max_level_); layer >= 0; layer--) {
 		uint8_t l = static_cast<uint8_t>(layer);
 		search_layer(*this, query, entry_points_, ef_construction_, l, AcceptAll(), scratch_, levels_.size(),
@@ -146,8 +156,28 @@ BuildGraph::add(uint32_t id, const uint8_t *vector)
 	}
 }
 
+uint32_t
+BuildGraph::connect_unreachable()
+{
+	std::vector<uint32_t> items(size());
+	for (uint32_t id = 0; id < size(); id++)
+		items[id] = id;
+	return hannoy::connect_unreachable(*this, items, entry_, max_level_, m0_, ef_construction_, size());
+}
+
 void
-BuildGraph::write_links(IndexStore &store, uint32_t chunk, const std::function<void(uint32_t done)> &between_chunks)
+BuildGraph::set_link(uint32_t target, size_t slot, uint32_t id, float dist)
+{
+	List l = list(target, 0);
+	l.ids[slot] = id;
+	l.dists[slot] = dist;
+	if (slot == *l.count)
+		(*l.count)++;
+}
+
+void
+BuildGraph::write_links(IndexStore &store, uint32_t chunk,
+						const std::function<void(uint32_t done)> &between_chunks)
 {
 	uint32_t n = size();
 	std::vector<uint32_t> ids;

@@ -26,11 +26,21 @@ public:
 	/// `space` computes traversal distances over the pointers given to add().
 	BuildGraph(const Space &space, uint32_t m, uint32_t ef_construction, uint64_t level_seed);
 
-	/// Reserves room for `n` items (ids 0..n-1).
-	void reserve(uint32_t n);
-	/// Inserts item `id` (ids must be added in increasing order, starting at 0) whose stored
-	/// vector is at `vector` (valid until the build ends).
-	void add(uint32_t id, const uint8_t *vector);
+	/// Registers items 0..n-1, whose stored vectors are at `vectors[id]` (valid until the
+	/// build ends), draws their levels and sizes every list. Nothing is linked yet.
+	void prepare(std::vector<const uint8_t *> vectors);
+	/// An order of insertion that gives a good graph whatever order the items came in: the
+	/// highest levels first, so upper layers exist before the crowd of layer 0 arrives, then
+	/// a seeded shuffle, so rows stored grouped (by category, by time) do not arrive as
+	/// one cluster after another. Deterministic for a given seed.
+	std::vector<uint32_t> insertion_order() const;
+	/// Links a prepared item into the graph built so far (Algorithm 1).
+	void insert(uint32_t id);
+	/// Makes every item reachable from the entry point on layer 0. Pruning can leave an item
+	/// with no incoming link (every neighbour chose closer ones); such an item is then linked
+	/// from its nearest reachable node, in place of that node's neighbour with the most other
+	/// incoming links. Returns how many links were added.
+	uint32_t connect_unreachable();
 
 	uint32_t size() const { return static_cast<uint32_t>(levels_.size()); }
 	uint32_t entry_point() const { return entry_; }
@@ -43,7 +53,8 @@ public:
 
 	/// Writes all lists (and nothing else) to the store's links database, committing every
 	/// `chunk` items; `between_chunks` runs outside any transaction (progress, interrupts).
-	void write_links(IndexStore &store, uint32_t chunk, const std::function<void(uint32_t done)> &between_chunks);
+	void write_links(IndexStore &store, uint32_t chunk,
+					 const std::function<void(uint32_t done)> &between_chunks);
 
 	/* Graph interface used by the algorithms in hnsw.hpp. */
 	bool distance_to(const void *query, uint32_t id, float *out) const
@@ -53,6 +64,9 @@ public:
 	}
 	float distance_between(uint32_t a, uint32_t b) const { return space_.distance(vectors_[a], vectors_[b]); }
 	void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const;
+	const void *vector(uint32_t id) const { return vectors_[id]; }
+	/// Sets slot `slot` of item `target`'s layer-0 list (slot == its size: appends).
+	void set_link(uint32_t target, size_t slot, uint32_t id, float dist);
 
 private:
 	struct List {

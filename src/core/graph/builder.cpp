@@ -22,18 +22,23 @@ IndexBuilder::finish(const Progress &progress)
 	uint32_t n = loader_.count();
 	Space space(meta.params.metric, meta.params.dims);
 	BuildGraph graph(space, meta.params.m, meta.params.ef_construction, meta.level_seed);
-	graph.reserve(n);
 	{
 		lmdb::Txn txn(store_.env(), true);
 		StoreReader reader(store_, txn);
+		std::vector<const uint8_t *> vectors(n);
 		for (uint32_t id = 0; id < n; id++) {
-			const uint8_t *vector = reader.vector(id);
-			if (vector == nullptr)
+			vectors[id] = reader.vector(id);
+			if (vectors[id] == nullptr)
 				throw Error(ErrorCode::Internal, format("hannoy build lost the vector of item %u", id));
-			graph.add(id, vector);
-			if (progress && (id + 1) % kProgressEvery == 0)
-				progress(BuildPhase::BuildingGraph, id + 1, n);
 		}
+		graph.prepare(std::move(vectors));
+		std::vector<uint32_t> order = graph.insertion_order();
+		for (uint32_t i = 0; i < n; i++) {
+			graph.insert(order[i]);
+			if (progress && (i + 1) % kProgressEvery == 0)
+				progress(BuildPhase::BuildingGraph, i + 1, n);
+		}
+		graph.connect_unreachable();
 	}
 	graph_memory_ = graph.memory_bytes();
 	if (progress)

@@ -25,9 +25,9 @@ namespace hannoy
 class AlignedBytes
 {
 public:
-	explicit AlignedBytes(size_t size = 0) : data_(static_cast<uint8_t *>(::operator new[](
-												 size == 0 ? 64 : size, std::align_val_t(64)))),
-											 size_(size)
+	explicit AlignedBytes(size_t size = 0)
+		: data_(static_cast<uint8_t *>(::operator new[](size == 0 ? 64 : size, std::align_val_t(64)))),
+		  size_(size)
 	{
 	}
 	~AlignedBytes() { ::operator delete[](data_, std::align_val_t(64)); }
@@ -102,6 +102,9 @@ struct SearchScratch {
 	std::vector<uint32_t> neighbors;
 };
 
+/// A fast, well-mixed 64-bit hash (splitmix64's finaliser).
+uint64_t mix64(uint64_t x);
+
 /// Top layer of an item, drawn from the geometric law P(level >= l) = m^-l. Depends only on
 /// (seed, id), so builds are reproducible whatever the insertion order.
 uint8_t draw_level(uint64_t seed, uint32_t id, uint32_t m);
@@ -114,7 +117,8 @@ struct AcceptAll {
 /// Greedy walk on one layer (ef = 1): moves to a closer neighbour until none is closer.
 template <typename Graph>
 Candidate
-greedy_closest(Graph &graph, const void *query, Candidate current, uint8_t layer, std::vector<uint32_t> &buffer)
+greedy_closest(Graph &graph, const void *query, Candidate current, uint8_t layer,
+			   std::vector<uint32_t> &buffer)
 {
 	for (bool changed = true; changed;) {
 		changed = false;
@@ -130,6 +134,13 @@ greedy_closest(Graph &graph, const void *query, Candidate current, uint8_t layer
 	}
 	return current;
 }
+
+/// Beam width on the layers above 0 on the way down, for scans and incremental inserts.
+/// Greedy descent (width 1) can stop in the wrong region when the data is strongly
+/// clustered and the sparse upper layers link few clusters to each other; a narrow beam
+/// there costs little (upper layers hold 1/m of the items) and removes those failures.
+/// The bulk build shuffles its insertion order instead and descends greedily.
+constexpr uint32_t kUpperLayerBeam = 8;
 
 /// Beam search on one layer (Algorithm 2). `entry` holds the entry points with their
 /// distances; on return `out` holds up to `ef` accepted nodes, closest first. Nodes the
@@ -212,6 +223,141 @@ select_neighbors(Graph &graph, const std::vector<Candidate> &candidates, uint32_
 		if (keep)
 			out.push_back(c);
 	}
+}
+
+} // namespace hannoy
+
+namespace hannoy
+{
+
+/// Walks from `entry` (on `top`) down to the layer above `bottom` with a beam of `beam`
+/// nodes per layer (1: greedy); on return `entry` holds the entry points for `bottom`.
+template <typename Graph>
+void
+descend(Graph &graph, const void *query, std::vector<Candidate> &entry, int top, int bottom, uint32_t beam,
+		SearchScratch &scratch, size_t id_capacity, std::vector<Candidate> &buffer)
+{
+	for (int layer = top; layer > bottom; layer--) {
+		if (beam <= 1) {
+			Candidate best = entry[0];
+			for (const Candidate &c : entry)
+				if (closer(c, best))
+					best = c;
+			entry.assign(1,
+						 greedy_closest(graph, query, best, static_cast<uint8_t>(layer), scratch.neighbors));
+		} else {
+			search_layer(graph, query, entry, beam, static_cast<uint8_t>(layer), AcceptAll(), scratch,
+						 id_capacity, buffer);
+			entry.swap(buffer);
+		}
+	}
+}
+
+} // namespace hannoy
+
+namespace hannoy
+{
+
+/// Makes every item in `items` reachable from `entry` on layer 0 (whatever is reachable on
+/// layer 0 is reachable from the entry point through the upper layers too).
+///
+/// Pruning can leave an item without incoming links: each of its neighbours kept closer
+/// ones. Such an item is linked from its nearest reachable node: appended when that node's
+/// list has room, else in place of the neighbour that other nodes link to most (never one
+/// with a single incoming link, which would orphan it in turn). `graph` provides the usual
+/// search interface plus:
+///   const void *vector(uint32_t id)
+///   void set_link(uint32_t target, size_t slot, uint32_t id, float dist)  // slot == size: append
+/// Returns how many links were added, or with `count_only` how many items are unreachable.
+template <typename Graph>
+uint32_t
+connect_unreachable(Graph &graph, const std::vector<uint32_t> &items, uint32_t entry, uint8_t max_level,
+					uint32_t capacity0, uint32_t ef, size_t id_capacity, bool count_only = false)
+{
+	if (entry == kNoItem || items.empty())
+		return 0;
+	std::vector<uint32_t> in_degree(id_capacity, 0);
+	std::vector<uint8_t> reached(id_capacity, 0);
+	std::vector<uint32_t> list, stack;
+	for (uint32_t id : items) {
+		list.clear();
+		graph.neighbors(id, 0, list);
+		for (uint32_t n : list)
+			if (n < id_capacity)
+				in_degree[n]++;
+	}
+	auto flood = [&](uint32_t from) {
+		if (reached[from])
+			return;
+		reached[from] = 1;
+		stack.push_back(from);
+		while (!stack.empty()) {
+			uint32_t id = stack.back();
+			stack.pop_back();
+			list.clear();
+			graph.neighbors(id, 0, list);
+			for (uint32_t n : list) {
+				if (n < id_capacity && !reached[n]) {
+					reached[n] = 1;
+					stack.push_back(n);
+				}
+			}
+		}
+	};
+	flood(entry);
+
+	if (count_only) {
+		uint32_t unreachable = 0;
+		for (uint32_t id : items)
+			unreachable += reached[id] ? 0 : 1;
+		return unreachable;
+	}
+
+	SearchScratch scratch;
+	std::vector<Candidate> entry_points, found;
+	auto accept_reached = [&](uint32_t id) { return id < id_capacity && reached[id] != 0; };
+	uint32_t added = 0;
+	for (uint32_t id : items) {
+		if (reached[id])
+			continue;
+		const void *query = graph.vector(id);
+		float d;
+		if (query == nullptr || !graph.distance_to(query, entry, &d))
+			continue;
+		entry_points.assign(1, Candidate{d, entry});
+		descend(graph, query, entry_points, max_level, 0, 1, scratch, id_capacity, found);
+		search_layer(graph, query, entry_points, ef, 0, accept_reached, scratch, id_capacity, found);
+		bool linked = false;
+		for (const Candidate &c : found) {
+			if (c.id == id)
+				continue;
+			list.clear();
+			graph.neighbors(c.id, 0, list);
+			if (list.size() < capacity0) {
+				graph.set_link(c.id, list.size(), id, c.dist);
+				linked = true;
+			} else {
+				size_t victim = list.size();
+				for (size_t i = 0; i < list.size(); i++)
+					if (list[i] < id_capacity && in_degree[list[i]] > 1 &&
+						(victim == list.size() || in_degree[list[i]] > in_degree[list[victim]]))
+						victim = i;
+				if (victim != list.size()) {
+					in_degree[list[victim]]--;
+					graph.set_link(c.id, victim, id, c.dist);
+					linked = true;
+				}
+			}
+			if (linked)
+				break;
+		}
+		if (linked) {
+			in_degree[id]++;
+			added++;
+			flood(id);
+		}
+	}
+	return added;
 }
 
 } // namespace hannoy

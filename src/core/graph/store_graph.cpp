@@ -69,7 +69,8 @@ BulkLoader::flush(bool final)
 	std::sort(pending_.begin(), pending_.end(),
 			  [](const auto &a, const auto &b) { return a.second < b.second; });
 	/* Items whose block is written now: all of them when final, else those in full blocks. */
-	uint32_t written_end = final ? next_id_ : (first_full_block_ + static_cast<uint32_t>(full_blocks_.size())) * per_block_;
+	uint32_t written_end =
+		final ? next_id_ : (first_full_block_ + static_cast<uint32_t>(full_blocks_.size())) * per_block_;
 	std::vector<std::pair<HeapTid, uint32_t>> tids;
 	for (const auto &p : pending_)
 		if (p.second < written_end)
@@ -186,11 +187,9 @@ Inserter::link(StoreWriter &writer, IndexMeta &meta, const Bitmap &tombstones, u
 	float d;
 	if (!graph.distance_to(vector, meta.entry_point, &d))
 		throw Error(ErrorCode::Corrupted, "hannoy index entry point has no vector", "", "REINDEX the index.");
-	Candidate current{d, meta.entry_point};
-	for (int layer = meta.max_level; layer > level; layer--)
-		current = greedy_closest(graph, vector, current, static_cast<uint8_t>(layer), scratch_.neighbors);
-
-	entry_points_.assign(1, current);
+	entry_points_.assign(1, Candidate{d, meta.entry_point});
+	descend(graph, vector, entry_points_, meta.max_level, level, kUpperLayerBeam, scratch_, meta.next_item,
+			found_);
 	for (int layer = std::min<int>(level, meta.max_level); layer >= 0; layer--) {
 		uint8_t l = static_cast<uint8_t>(layer);
 		uint32_t cap = l == 0 ? 2 * m : m;
@@ -202,8 +201,13 @@ Inserter::link(StoreWriter &writer, IndexMeta &meta, const Bitmap &tombstones, u
 			ids_.push_back(c.id);
 		writer.put_links(id, l, ids_.data(), ids_.size());
 		std::vector<Candidate> chosen = selected_;
+		bool linked_in = false;
 		for (const Candidate &c : chosen)
-			add_reverse_link(writer, graph, tombstones, c.id, l, id, c.dist);
+			linked_in = add_reverse_link(writer, graph, tombstones, c.id, l, id, c.dist) || linked_in;
+		/* Every neighbour preferred closer ones: without an incoming link on layer 0 the item
+		 * could never be found, so its nearest neighbour takes it in anyway. */
+		if (l == 0 && !linked_in && !chosen.empty())
+			force_reverse_link(writer, graph, chosen.front().id, id);
 		if (!found_.empty())
 			entry_points_.swap(found_);
 	}
@@ -215,20 +219,20 @@ Inserter::link(StoreWriter &writer, IndexMeta &meta, const Bitmap &tombstones, u
 	}
 }
 
-void
+bool
 Inserter::add_reverse_link(StoreWriter &writer, StoreGraph &graph, const Bitmap &tombstones, uint32_t target,
 						   uint8_t layer, uint32_t id, float dist)
 {
 	uint32_t cap = layer == 0 ? 2u * store_.cached_meta().params.m : store_.cached_meta().params.m;
 	ids_.clear();
 	if (!writer.links(target, layer, ids_))
-		return;
+		return false;
 	if (std::find(ids_.begin(), ids_.end(), id) != ids_.end())
-		return;
+		return true;
 	if (ids_.size() < cap) {
 		ids_.push_back(id);
 		writer.put_links(target, layer, ids_.data(), ids_.size());
-		return;
+		return true;
 	}
 	/* Full: re-select over the current list (as it is now, under the writer lock) plus the
 	 * new node, dropping deleted neighbours. */
@@ -242,9 +246,110 @@ Inserter::add_reverse_link(StoreWriter &writer, StoreGraph &graph, const Bitmap 
 	std::sort(prune_.begin(), prune_.end(), closer);
 	select_neighbors(graph, prune_, cap, selected_);
 	ids_.clear();
-	for (const Candidate &c : selected_)
+	bool kept = false;
+	for (const Candidate &c : selected_) {
 		ids_.push_back(c.id);
+		kept = kept || c.id == id;
+	}
 	writer.put_links(target, layer, ids_.data(), ids_.size());
+	return kept;
+}
+
+void
+Inserter::force_reverse_link(StoreWriter &writer, StoreGraph &graph, uint32_t target, uint32_t id)
+{
+	ids_.clear();
+	if (!writer.links(target, 0, ids_) || ids_.empty())
+		return;
+	/* Replace the farthest neighbour: the one the pruning rule valued least. */
+	size_t farthest = 0;
+	float farthest_dist = -1.0f;
+	for (size_t i = 0; i < ids_.size(); i++) {
+		float d = graph.distance_between(target, ids_[i]);
+		if (d > farthest_dist) {
+			farthest_dist = d;
+			farthest = i;
+		}
+	}
+	ids_[farthest] = id;
+	writer.put_links(target, 0, ids_.data(), ids_.size());
+}
+
+namespace
+{
+
+/* The stored graph with the two extra operations connect_unreachable() needs. */
+class RepairGraph : public StoreGraph
+{
+public:
+	RepairGraph(StoreReader &reader, StoreWriter *writer, const Space &space)
+		: StoreGraph(reader, space), reader_(reader), writer_(writer)
+	{
+	}
+	const void *vector(uint32_t id) { return reader_.vector(id); }
+	void set_link(uint32_t target, size_t slot, uint32_t id, float)
+	{
+		ids_.clear();
+		writer_->links(target, 0, ids_);
+		if (slot >= ids_.size())
+			ids_.push_back(id);
+		else
+			ids_[slot] = id;
+		writer_->put_links(target, 0, ids_.data(), ids_.size());
+	}
+
+private:
+	StoreReader &reader_;
+	StoreWriter *writer_;
+	std::vector<uint32_t> ids_;
+};
+
+std::vector<uint32_t>
+live_items(StoreReader &reader)
+{
+	std::vector<uint32_t> items;
+	lmdb::Cursor cursor(reader.txn(), reader.store().items_dbi());
+	MDB_val k, v;
+	for (bool ok = cursor.seek(nullptr, 0, &k, &v); ok; ok = cursor.next(&k, &v))
+		items.push_back(decode_item_key(k.mv_data, k.mv_size));
+	return items;
+}
+
+} // namespace
+
+uint32_t
+count_unreachable(IndexStore &store)
+{
+	lmdb::Txn txn(store.env(), true);
+	StoreReader reader(store, txn);
+	IndexMeta meta = reader.meta();
+	if (meta.entry_point == kNoItem || meta.params.dims == 0)
+		return 0;
+	Space space(meta.params.metric, meta.params.dims);
+	RepairGraph graph(reader, nullptr, space);
+	return connect_unreachable(graph, live_items(reader), meta.entry_point, meta.max_level,
+							   2u * meta.params.m, meta.params.ef_construction, meta.next_item, true);
+}
+
+uint32_t
+repair_reachability(IndexStore &store)
+{
+	uint32_t added = 0;
+	lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
+		StoreWriter writer(store, txn);
+		IndexMeta meta = writer.meta();
+		if (meta.entry_point == kNoItem || meta.params.dims == 0)
+			return;
+		Space space(meta.params.metric, meta.params.dims);
+		RepairGraph graph(writer, &writer, space);
+		added = connect_unreachable(graph, live_items(writer), meta.entry_point, meta.max_level,
+									2u * meta.params.m, meta.params.ef_construction, meta.next_item);
+		if (added > 0) {
+			meta.seq++;
+			writer.put_meta(meta);
+		}
+	});
+	return added;
 }
 
 size_t

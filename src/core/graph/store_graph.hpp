@@ -101,8 +101,9 @@ public:
 private:
 	void link(StoreWriter &writer, IndexMeta &meta, const Bitmap &tombstones, uint32_t id, uint8_t level,
 			  const uint8_t *vector);
-	void add_reverse_link(StoreWriter &writer, StoreGraph &graph, const Bitmap &tombstones, uint32_t target,
+	bool add_reverse_link(StoreWriter &writer, StoreGraph &graph, const Bitmap &tombstones, uint32_t target,
 						  uint8_t layer, uint32_t id, float dist);
+	void force_reverse_link(StoreWriter &writer, StoreGraph &graph, uint32_t target, uint32_t id);
 
 	IndexStore &store_;
 	Space space_{Metric::L2, 0};
@@ -110,6 +111,12 @@ private:
 	std::vector<Candidate> entry_points_, found_, selected_, prune_;
 	std::vector<uint32_t> ids_;
 };
+
+/// Live items that cannot be reached from the entry point (read transaction only).
+uint32_t count_unreachable(IndexStore &store);
+/// Links every live item that cannot be reached from the entry point (see
+/// connect_unreachable in hnsw.hpp), in one write transaction. Returns the links added.
+uint32_t repair_reachability(IndexStore &store);
 
 /// Removes heap TIDs from the index in one write transaction. An item left without TIDs is
 /// deleted and tombstoned: scans stop returning it at once, while its links stay usable for
@@ -135,8 +142,7 @@ public:
 	uint64_t visited() const { return visited_count_; }
 
 private:
-	template <typename Filter>
-	void expand(StoreGraph &graph, const Filter &accept);
+	template <typename Filter> void expand(StoreGraph &graph, const Filter &accept);
 	void push_result(const Candidate &c);
 
 	Space space_;
@@ -213,16 +219,25 @@ ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 			emitted_.reset(meta.next_item);
 			float d;
 			if (!graph.distance_to(query_.data(), meta.entry_point, &d))
-				throw Error(ErrorCode::Corrupted, "hannoy index entry point has no vector", "", "REINDEX the index.");
-			Candidate current{d, meta.entry_point};
-			for (int layer = meta.max_level; layer > 0; layer--)
-				current = greedy_closest(graph, query_.data(), current, static_cast<uint8_t>(layer), neighbors_);
-			visited_.test_and_set(current.id);
-			visited_count_++;
-			candidates_.push_back(current);
-			if (accept(current.id)) {
-				accepted_.push_back(current);
-				push_result(current);
+				throw Error(ErrorCode::Corrupted, "hannoy index entry point has no vector", "",
+							"REINDEX the index.");
+			round_.assign(1, Candidate{d, meta.entry_point});
+			{
+				SearchScratch scratch;
+				std::vector<Candidate> buffer;
+				descend(graph, query_.data(), round_, meta.max_level, 0, kUpperLayerBeam, scratch,
+						meta.next_item, buffer);
+			}
+			for (const Candidate &c : round_) {
+				if (visited_.test_and_set(c.id))
+					continue;
+				visited_count_++;
+				candidates_.push_back(c);
+				std::push_heap(candidates_.begin(), candidates_.end(), ClosestOnTop());
+				if (accept(c.id)) {
+					accepted_.push_back(c);
+					push_result(c);
+				}
 			}
 		} else {
 			/* Widen the beam: the best 2*ef accepted nodes so far seed the new round, and

@@ -3,6 +3,7 @@
  */
 #include "verify.hpp"
 
+#include <algorithm>
 #include <unordered_map>
 
 #include "hnsw.hpp"
@@ -26,8 +27,7 @@ public:
 		if (report_.problems.size() < kMaxProblems)
 			report_.problems.push_back(text);
 	}
-	template <typename First, typename... Rest>
-	void problem(const char *fmt, First first, Rest... rest)
+	template <typename First, typename... Rest> void problem(const char *fmt, First first, Rest... rest)
 	{
 		if (report_.problems.size() < kMaxProblems)
 			report_.problems.push_back(format(fmt, first, rest...));
@@ -73,7 +73,8 @@ verify_store(IndexStore &store, bool check_reachability)
 			for (const HeapTid &tid : item.tids) {
 				uint32_t mapped;
 				if (!reader.item_for_tid(tid, &mapped))
-					r.problem("TID (%u,%u) of item %u is missing from the TID map", tid.block, tid.offset, id);
+					r.problem("TID (%u,%u) of item %u is missing from the TID map", tid.block, tid.offset,
+							  id);
 				else if (mapped != id)
 					r.problem("TID (%u,%u) of item %u maps to item %u", tid.block, tid.offset, id, mapped);
 			}
@@ -160,7 +161,8 @@ verify_store(IndexStore &store, bool check_reachability)
 		if (level == levels.end() && !tombstones.contains(meta.entry_point))
 			r.problem("entry point %u is not an item", meta.entry_point);
 		else if (level != levels.end() && level->second != meta.max_level)
-			r.problem("entry point %u has level %u, meta says %u", meta.entry_point, level->second, meta.max_level);
+			r.problem("entry point %u has level %u, meta says %u", meta.entry_point, level->second,
+					  meta.max_level);
 	}
 
 	/* Reachability: walk every layer down from the entry point; every live item must be met. */
@@ -185,12 +187,18 @@ verify_store(IndexStore &store, bool check_reachability)
 				}
 			}
 		}
+		uint32_t first_unreachable = kNoItem;
 		for (const auto &entry : levels) {
-			if (seen.contains(entry.first))
+			if (seen.contains(entry.first)) {
 				report.reachable++;
-			else
+			} else {
 				report.unreachable++;
+				first_unreachable = std::min(first_unreachable, entry.first);
+			}
 		}
+		if (report.unreachable > 0)
+			r.problem("%llu live items cannot be reached from the entry point (the first is item %u)",
+					  static_cast<unsigned long long>(report.unreachable), first_unreachable);
 	}
 	txn.abort();
 	return report;

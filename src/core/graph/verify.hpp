@@ -16,13 +16,13 @@ namespace hannoy
 {
 
 struct VerifyReport {
-	uint64_t items = 0;             ///< item records
-	uint64_t tids = 0;              ///< TID map entries
-	uint64_t link_records = 0;      ///< (item, layer) lists
-	uint64_t links = 0;             ///< edges over all lists
-	uint64_t tombstoned = 0;        ///< items deleted but not yet purged
-	uint64_t reachable = 0;         ///< live items reachable from the entry point
-	uint64_t unreachable = 0;       ///< live items that are not
+	uint64_t items = 0;        ///< item records
+	uint64_t tids = 0;         ///< TID map entries
+	uint64_t link_records = 0; ///< (item, layer) lists
+	uint64_t links = 0;        ///< edges over all lists
+	uint64_t tombstoned = 0;   ///< items deleted but not yet purged
+	uint64_t reachable = 0;    ///< live items reachable from the entry point
+	uint64_t unreachable = 0;  ///< live items that are not
 	uint32_t max_level = 0;
 	std::vector<std::string> problems; ///< empty when the file is sound (capped)
 

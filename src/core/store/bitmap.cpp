@@ -208,7 +208,10 @@ Bitmap::operator=(const Bitmap &other)
 	return *this;
 }
 
-Bitmap::Bitmap(Bitmap &&other) noexcept : bitmap_(other.bitmap_) { other.bitmap_ = nullptr; }
+Bitmap::Bitmap(Bitmap &&other) noexcept : bitmap_(other.bitmap_)
+{
+	other.bitmap_ = nullptr;
+}
 
 Bitmap &
 Bitmap::operator=(Bitmap &&other) noexcept
@@ -236,7 +239,8 @@ Bitmap::decode(const void *data, size_t size)
 	if (!validate_portable(data, size, &cardinality, &why))
 		throw Error(ErrorCode::Corrupted, format("invalid bitmap in hannoy index: %s", why), "",
 					"REINDEX the index.");
-	roaring_bitmap_t *bitmap = roaring_bitmap_portable_deserialize_safe(static_cast<const char *>(data), size);
+	roaring_bitmap_t *bitmap =
+		roaring_bitmap_portable_deserialize_safe(static_cast<const char *>(data), size);
 	if (bitmap == nullptr)
 		throw Error(ErrorCode::Corrupted, "invalid bitmap in hannoy index", "", "REINDEX the index.");
 	return Bitmap(bitmap);

@@ -81,13 +81,13 @@ struct IndexMeta {
 	uint32_t vectors_per_block = 0; ///< vectors per `vectors` record
 	uint32_t code_bytes = 0;        ///< bytes of one binary code (0 without quantization)
 	uint32_t codes_per_block = 0;
-	uint64_t level_seed = 0;     ///< seed of the per-item level draw
-	uint32_t next_item = 0;      ///< next item id to assign; ids are never reused
+	uint64_t level_seed = 0; ///< seed of the per-item level draw
+	uint32_t next_item = 0;  ///< next item id to assign; ids are never reused
 	uint32_t entry_point = kNoItem;
-	uint8_t max_level = 0;       ///< level of the entry point
-	uint64_t live_items = 0;     ///< items with at least one heap TID
+	uint8_t max_level = 0;         ///< level of the entry point
+	uint64_t live_items = 0;       ///< items with at least one heap TID
 	uint64_t tombstoned_items = 0; ///< deleted items whose links may still exist
-	uint64_t seq = 0;            ///< incremented by every committed change
+	uint64_t seq = 0;              ///< incremented by every committed change
 };
 
 /// Size of the encoded IndexMeta.

@@ -53,9 +53,10 @@ IndexStore::open_databases(bool create)
 	for (auto &db : databases) {
 		int rc = mdb_dbi_open(txn.raw(), db.name, flags, db.dbi);
 		if (rc == MDB_NOTFOUND)
-			throw Error(ErrorCode::Corrupted,
-						format("hannoy index file \"%s\" lacks its \"%s\" database", env_->path().c_str(), db.name),
-						"", "REINDEX the index.");
+			throw Error(
+				ErrorCode::Corrupted,
+				format("hannoy index file \"%s\" lacks its \"%s\" database", env_->path().c_str(), db.name),
+				"", "REINDEX the index.");
 		lmdb::check(rc, "mdb_dbi_open", env_->path());
 	}
 	/* Committing (even read-only) keeps the database handles open for later transactions. */
@@ -97,8 +98,8 @@ IndexStore::open(const std::string &path, const Options &options)
 	lmdb::Txn txn(store->env(), true);
 	MDB_val value;
 	if (!txn.get(store->meta_, kMetaKey, sizeof(kMetaKey) - 1, &value))
-		throw Error(ErrorCode::Corrupted, format("hannoy index file \"%s\" has no meta record", path.c_str()), "",
-					"REINDEX the index.");
+		throw Error(ErrorCode::Corrupted, format("hannoy index file \"%s\" has no meta record", path.c_str()),
+					"", "REINDEX the index.");
 	store->meta_cache_ = decode_meta(value.mv_data, value.mv_size);
 	return store;
 }
@@ -108,7 +109,8 @@ IndexStore::set_dimensions(IndexMeta &meta, uint32_t dims) const
 {
 	meta.params.dims = dims;
 	meta.vector_bytes = dims == 0 ? 0 : static_cast<uint32_t>(vector_bytes(meta.params.metric, dims));
-	meta.vectors_per_block = dims == 0 ? 0 : choose_block_geometry(meta.vector_bytes, env_->page_size()).per_block;
+	meta.vectors_per_block =
+		dims == 0 ? 0 : choose_block_geometry(meta.vector_bytes, env_->page_size()).per_block;
 	if (meta.params.quantization == Quantization::Binary && dims != 0) {
 		meta.code_bytes = static_cast<uint32_t>(binary_code_bytes(dims));
 		meta.codes_per_block = choose_block_geometry(meta.code_bytes, env_->page_size()).per_block;
@@ -166,8 +168,8 @@ StoreReader::meta() const
 }
 
 const uint8_t *
-StoreReader::block_slot(MDB_dbi dbi, std::vector<const uint8_t *> *cache, uint32_t per_block, uint32_t item_bytes,
-						uint32_t id)
+StoreReader::block_slot(MDB_dbi dbi, std::vector<const uint8_t *> *cache, uint32_t per_block,
+						uint32_t item_bytes, uint32_t id)
 {
 	uint32_t block = id / per_block;
 	uint32_t slot = id % per_block;
@@ -245,8 +247,8 @@ StoreReader::decode_tid_value(const MDB_val &v)
 		throw Error(ErrorCode::Corrupted, "hannoy index file is corrupted: tid value has the wrong size", "",
 					"REINDEX the index.");
 	const uint8_t *p = static_cast<const uint8_t *>(v.mv_data);
-	return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
-		   (static_cast<uint32_t>(p[3]) << 24);
+	return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+		   (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
 }
 
 bool
@@ -294,10 +296,12 @@ StoreWriter::put_slot(MDB_dbi dbi, uint32_t per_block, uint32_t item_bytes, uint
 	std::vector<uint8_t> copy;
 	if (txn_.get(dbi, key.data(), key.size(), &old)) {
 		if (old.mv_size != block_bytes)
-			throw Error(ErrorCode::Corrupted, "hannoy index file is corrupted: vector block has the wrong size",
-						"", "REINDEX the index.");
+			throw Error(ErrorCode::Corrupted,
+						"hannoy index file is corrupted: vector block has the wrong size", "",
+						"REINDEX the index.");
 		/* Copy first: reserving may move the record and free the pages `old` points into. */
-		copy.assign(static_cast<const uint8_t *>(old.mv_data), static_cast<const uint8_t *>(old.mv_data) + block_bytes);
+		copy.assign(static_cast<const uint8_t *>(old.mv_data),
+					static_cast<const uint8_t *>(old.mv_data) + block_bytes);
 	} else {
 		copy.assign(block_bytes, 0);
 	}
@@ -339,8 +343,8 @@ void
 StoreWriter::put_tid(HeapTid tid, uint32_t id)
 {
 	auto key = tid_key(tid);
-	uint8_t value[4] = {static_cast<uint8_t>(id), static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id >> 16),
-						static_cast<uint8_t>(id >> 24)};
+	uint8_t value[4] = {static_cast<uint8_t>(id), static_cast<uint8_t>(id >> 8),
+						static_cast<uint8_t>(id >> 16), static_cast<uint8_t>(id >> 24)};
 	txn_.put(store_.tids_dbi(), key.data(), key.size(), value, sizeof(value));
 }
 

@@ -109,8 +109,7 @@ public:
 
 	/// Calls fn(tid, item) for every indexed TID with key >= from, in TID order, until fn
 	/// returns false. Returns the number visited.
-	template <typename Fn>
-	size_t for_each_tid(HeapTid from, Fn &&fn)
+	template <typename Fn> size_t for_each_tid(HeapTid from, Fn &&fn)
 	{
 		lmdb::Cursor cursor(txn_, store_.tids_dbi());
 		MDB_val k, v;

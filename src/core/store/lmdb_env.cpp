@@ -22,8 +22,8 @@ throw_lmdb(int rc, const char *operation, const std::string &path)
 		throw MapFullError();
 	case ENOSPC:
 	case EDQUOT:
-		throw Error(ErrorCode::StorageFull, format("could not write hannoy index file \"%s\": %s", path.c_str(),
-												   std::strerror(rc)),
+		throw Error(ErrorCode::StorageFull,
+					format("could not write hannoy index file \"%s\": %s", path.c_str(), std::strerror(rc)),
 					"", "Free disk space, then retry.");
 	case MDB_READERS_FULL:
 		throw Error(ErrorCode::Storage,
@@ -44,8 +44,8 @@ throw_lmdb(int rc, const char *operation, const std::string &path)
 		throw Error(ErrorCode::Unavailable, format("hannoy index file \"%s\" does not exist", path.c_str()),
 					"", "REINDEX the index.");
 	default:
-		throw Error(ErrorCode::Storage,
-					format("hannoy index file \"%s\": %s failed: %s", path.c_str(), operation, mdb_strerror(rc)));
+		throw Error(ErrorCode::Storage, format("hannoy index file \"%s\": %s failed: %s", path.c_str(),
+											   operation, mdb_strerror(rc)));
 	}
 }
 
@@ -73,8 +73,8 @@ Env::open(const std::string &path, const Options &options, unsigned max_dbs)
 	struct stat st;
 	bool exists = ::stat(path.c_str(), &st) == 0;
 	if (!exists && !options.create)
-		throw Error(ErrorCode::Unavailable, format("hannoy index file \"%s\" does not exist", path.c_str()), "",
-					"REINDEX the index to rebuild its storage.");
+		throw Error(ErrorCode::Unavailable, format("hannoy index file \"%s\" does not exist", path.c_str()),
+					"", "REINDEX the index to rebuild its storage.");
 
 	MDB_env *raw = nullptr;
 	check(mdb_env_create(&raw), "mdb_env_create", path);
@@ -180,7 +180,10 @@ Txn::Txn(Env &env, bool read_only) : env_(env), read_only_(read_only)
 	env_.live_txns++;
 }
 
-Txn::~Txn() { abort(); }
+Txn::~Txn()
+{
+	abort();
+}
 
 void
 Txn::commit()

@@ -1,0 +1,73 @@
+# Helpers shared by hannoy's TAP tests: a node with hannoy preloaded, seeded data sets and
+# recall against exact search.
+package Hannoy::Test;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use Test::More;
+
+our @EXPORT = qw(hannoy_node create_gaussian_mixture recall_at_k);
+
+# A started node with hannoy preloaded and the extension created in database postgres.
+sub hannoy_node
+{
+	my ($name, %conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', "shared_preload_libraries = 'hannoy'\n");
+	while (my ($key, $value) = each %conf)
+	{
+		$node->append_conf('postgresql.conf', "$key = $value\n");
+	}
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION hannoy');
+	return $node;
+}
+
+# Creates table $table(id int primary key, v real[]) with $rows vectors of $dims dimensions
+# drawn from a seeded mixture of $clusters Gaussian blobs (unit variance around centers with
+# standard deviation 3), the shape of real embedding sets rather than uniform noise.
+sub create_gaussian_mixture
+{
+	my ($node, $table, $rows, $dims, $clusters, $seed, $first_id) = @_;
+	$first_id //= 1;
+	$node->safe_psql('postgres', qq{
+		SELECT setseed($seed);
+		CREATE TABLE IF NOT EXISTS ${table}_centers AS
+			SELECT c, array_agg((3 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))::real) AS center
+			FROM generate_series(1, $clusters) c, generate_series(1, $dims) d GROUP BY c;
+		CREATE TABLE IF NOT EXISTS $table (id int PRIMARY KEY, v real[]);
+		ALTER TABLE $table ALTER COLUMN v SET STORAGE PLAIN;
+		INSERT INTO $table
+			SELECT i, (SELECT array_agg((center[d] + sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))::real
+								ORDER BY d)
+					   FROM generate_series(1, $dims) d WHERE i > 0)
+			FROM generate_series($first_id, $first_id + $rows - 1) i
+			JOIN ${table}_centers ON c = 1 + (hashint4(i) & 2147483647) % $clusters;
+	});
+}
+
+# Mean recall@k of the index over the query vectors in $queries (a table with column v),
+# against an exact sequential scan of $table.
+sub recall_at_k
+{
+	my ($node, $table, $queries, $k, $settings) = @_;
+	$settings //= '';
+	my $sql = qq{
+		$settings
+		SET enable_seqscan = off;
+		CREATE TEMP TABLE approx AS
+			SELECT q.qid, array(SELECT id FROM $table ORDER BY v <-> q.v LIMIT $k) AS ids FROM $queries q;
+		SET enable_seqscan = on;
+		SET enable_indexscan = off;
+		CREATE TEMP TABLE exact AS
+			SELECT q.qid, array(SELECT id FROM $table ORDER BY v <-> q.v LIMIT $k) AS ids FROM $queries q;
+		SELECT avg((SELECT count(*) FROM unnest(a.ids) x WHERE x = ANY (e.ids))::float8 / $k)
+		FROM approx a JOIN exact e USING (qid);
+	};
+	return $node->safe_psql('postgres', $sql) + 0;
+}
+
+1;
