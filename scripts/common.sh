@@ -3,7 +3,10 @@ set -euo pipefail
 
 HANNOY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_MAJOR=15
-PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
+# HANNOY_PG_PREFIX points at a relocated copy of Debian's PostgreSQL tree (its usr/lib,
+# usr/share and usr/include), so several working copies can build and test side by side.
+PG_PREFIX="${HANNOY_PG_PREFIX:-}"
+PG_BIN="${PG_PREFIX}/usr/lib/postgresql/${PG_MAJOR}/bin"
 PG_CONFIG="${PG_BIN}/pg_config"
 # Debian's python3 (numpy, psycopg2, matplotlib come from Debian packages).
 PYTHON=/usr/bin/python3

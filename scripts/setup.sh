@@ -12,7 +12,8 @@ PACKAGES=(
 )
 
 missing=()
-for pkg in "${PACKAGES[@]}"; do
+[ -z "$PG_PREFIX" ] || PACKAGES=() # a relocated tree: the system packages are already there
+for pkg in "${PACKAGES[@]+"${PACKAGES[@]}"}"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
