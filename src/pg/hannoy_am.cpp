@@ -217,21 +217,21 @@ order_by_constant_is_null(IndexPath *path)
  * m per layer above 0 (greedy descent over log_m(N) layers) plus about m per node expanded
  * on layer 0, where roughly ef_search nodes are expanded. The relation itself is one
  * metapage, so page costs are those of the visited fraction of the storage file.
- * The index is priced out (infinite cost) when it cannot serve the query: no ORDER BY, a
- * NULL query vector (whose result order is unspecified anyway), or no usable storage file
- * on this node; the planner then falls back to an exact sequential scan.
+ * The index is priced out (infinite cost) when it cannot serve the query: no ORDER BY, or a
+ * NULL query vector (whose result order is unspecified anyway). Without a usable storage
+ * file on this node it is priced at kUnavailableCost; either way the planner falls back to
+ * an exact sequential scan.
  */
+/* Cost of an index whose storage file is missing here: far above any real plan, so the
+ * planner picks an exact sequential scan, but below PostgreSQL's disable_cost, so that a
+ * user who disables sequential scans reaches the index and gets its error and hint. */
+constexpr Cost kUnavailableCost = 1.0e9;
+
 void
 hannoy_cost_estimate(PlannerInfo *root, IndexPath *path, double loop_count, Cost *startup_cost,
 					 Cost *total_cost, Selectivity *selectivity, double *correlation, double *pages)
 {
-	bool usable = path->indexorderbys != NIL && !order_by_constant_is_null(path);
-	if (usable) {
-		Relation index = index_open(path->indexinfo->indexoid, NoLock);
-		usable = index_store_available(index);
-		index_close(index, NoLock);
-	}
-	if (!usable) {
+	if (path->indexorderbys == NIL || order_by_constant_is_null(path)) {
 		*startup_cost = get_float8_infinity();
 		*total_cost = get_float8_infinity();
 		*selectivity = 0;
@@ -239,12 +239,21 @@ hannoy_cost_estimate(PlannerInfo *root, IndexPath *path, double loop_count, Cost
 		*pages = 0;
 		return;
 	}
-
-	double tuples = std::max(path->indexinfo->tuples, 1.0);
 	Relation index = index_open(path->indexinfo->indexoid, NoLock);
+	bool available = index_store_available(index);
 	Options *options = reinterpret_cast<Options *>(index->rd_options);
 	double m = options != nullptr ? options->m : 16;
 	index_close(index, NoLock);
+	if (!available) {
+		*startup_cost = kUnavailableCost;
+		*total_cost = kUnavailableCost;
+		*selectivity = 1;
+		*correlation = 0;
+		*pages = 1;
+		return;
+	}
+
+	double tuples = std::max(path->indexinfo->tuples, 1.0);
 	double layers = std::log(tuples) / std::log(m);
 	double visited = std::min(tuples, layers * m + ef_search * m);
 

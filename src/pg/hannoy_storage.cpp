@@ -15,7 +15,6 @@
 #include "hannoy.hpp"
 
 #include <dirent.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -325,15 +324,13 @@ open_index_store(Relation index)
 bool
 index_store_available(Relation index)
 {
+	/* A full check (the file opens and matches the metapage); it is cached per process, so
+	 * only the first plan in a backend pays for opening the file. */
 	try {
 		if (RecoveryInProgress())
 			return false; /* storage files are not replicated: standbys answer by sequential scan */
-		auto &cache = stores();
-		auto it = cache.find(RelationGetRelid(index));
-		if (it != cache.end() && it->second.relfilenode == HANNOY_RELFILENUMBER(index) && !it->second.stale)
-			return true;
-		struct stat st;
-		return ::stat(index_file_path(index).c_str(), &st) == 0;
+		open_index_store(index);
+		return true;
 	} catch (...) {
 		return false;
 	}
