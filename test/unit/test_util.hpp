@@ -57,15 +57,16 @@ random_vectors(uint32_t n, uint32_t dims, uint32_t seed)
 	return data;
 }
 
-/// Clustered data (a few Gaussian blobs), closer to real embeddings than uniform noise.
+/// Clustered data (Gaussian blobs of unit variance whose centres have standard deviation
+/// `spread`), closer to real embeddings than uniform noise.
 inline std::vector<float>
-clustered_vectors(uint32_t n, uint32_t dims, uint32_t clusters, uint32_t seed)
+clustered_vectors(uint32_t n, uint32_t dims, uint32_t clusters, uint32_t seed, float spread = 3.0f)
 {
 	std::mt19937 rng(seed);
 	std::normal_distribution<float> normal(0.0f, 1.0f);
 	std::vector<float> centers(static_cast<size_t>(clusters) * dims);
 	for (float &x : centers)
-		x = normal(rng) * 3.0f;
+		x = normal(rng) * spread;
 	std::vector<float> data(static_cast<size_t>(n) * dims);
 	std::uniform_int_distribution<uint32_t> pick(0, clusters - 1);
 	for (uint32_t i = 0; i < n; i++) {

@@ -67,10 +67,6 @@ Space::Space(Metric metric, uint32_t dims)
 {
 }
 
-BinarySpace::BinarySpace(uint32_t dims) : bytes_(binary_code_bytes(dims)), kernels_(&simd::active_kernels())
-{
-}
-
 int64_t
 first_non_finite(const float *values, uint32_t dims) noexcept
 {
@@ -121,6 +117,21 @@ binary_quantize(const float *in, uint32_t dims, uint8_t *out)
 	std::memset(out, 0, bytes);
 	for (uint32_t i = 0; i < dims; i++) {
 		if (in[i] > 0.0f)
+			out[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+	}
+}
+
+void
+binary_quantize_centered(const float *in, const float *centroid, uint32_t dims, uint8_t *out)
+{
+	if (centroid == nullptr) {
+		binary_quantize(in, dims, out);
+		return;
+	}
+	size_t bytes = binary_code_bytes(dims);
+	std::memset(out, 0, bytes);
+	for (uint32_t i = 0; i < dims; i++) {
+		if (in[i] > centroid[i])
 			out[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
 	}
 }

@@ -90,23 +90,6 @@ private:
 	const simd::Kernels *kernels_;
 };
 
-/// Ranking distance over binary codes (hamming over the padded code length).
-class BinarySpace
-{
-public:
-	explicit BinarySpace(uint32_t dims);
-	size_t bytes() const { return bytes_; }
-	float distance(const void *a, const void *b) const
-	{
-		return static_cast<float>(
-			kernels_->hamming(static_cast<const uint8_t *>(a), static_cast<const uint8_t *>(b), bytes_));
-	}
-
-private:
-	size_t bytes_;
-	const simd::Kernels *kernels_;
-};
-
 /// Checks a float vector for an index of this metric and writes its stored form into `out`
 /// (`vector_bytes` bytes): cosine vectors are normalised (a zero vector stays zero, so its
 /// cosine distance to anything is 1). Throws InvalidInput on NaN or infinity.
@@ -115,6 +98,17 @@ void preprocess_floats(Metric metric, const float *in, uint32_t dims, float *out
 /// Writes the binary code of a float vector: bit i is 1 when in[i] > 0, least significant
 /// bit first within little-endian 64-bit words, padding bits zero.
 void binary_quantize(const float *in, uint32_t dims, uint8_t *out);
+/// Binary code of (in - centroid): the sign of each coordinate relative to the data's mean,
+/// which keeps the bits informative for data that is not centred on zero (pixel values,
+/// non-negative features). A null centroid means zero.
+void binary_quantize_centered(const float *in, const float *centroid, uint32_t dims, uint8_t *out);
+
+/// Space of the binary codes of `dims`-dimensional vectors: hamming over whole 64-bit words.
+inline Space
+binary_code_space(uint32_t dims)
+{
+	return Space(Metric::Hamming, static_cast<uint32_t>(binary_code_bytes(dims) * 8));
+}
 
 /// Index of the first NaN or infinite element, or -1 when all are finite.
 int64_t first_non_finite(const float *values, uint32_t dims) noexcept;

@@ -47,6 +47,9 @@ public:
 	size_t graph_memory_bytes() const { return graph_memory_; }
 
 private:
+	/// Binary quantization: stores the centroid of the loaded vectors and every item's code.
+	void write_codes();
+
 	IndexStore &store_;
 	BulkLoader loader_;
 	size_t graph_memory_ = 0;

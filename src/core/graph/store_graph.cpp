@@ -22,7 +22,19 @@ BulkLoader::BulkLoader(IndexStore &store)
 	  per_block_(store.cached_meta().vectors_per_block), m_(store.cached_meta().params.m),
 	  level_seed_(store.cached_meta().level_seed)
 {
+	if (store.cached_meta().params.quantization == Quantization::Binary)
+		sum_.assign(store.cached_meta().params.dims, 0.0);
 	start_block();
+}
+
+std::vector<float>
+BulkLoader::mean() const
+{
+	std::vector<float> mean(sum_.size(), 0.0f);
+	if (next_id_ > 0)
+		for (size_t i = 0; i < sum_.size(); i++)
+			mean[i] = static_cast<float>(sum_[i] / next_id_);
+	return mean;
 }
 
 void
@@ -39,6 +51,11 @@ BulkLoader::add(HeapTid tid, const uint8_t *vector)
 	if (next_id_ == kNoItem)
 		throw Error(ErrorCode::LimitExceeded, "hannoy index cannot hold more than 4294967294 items");
 	uint32_t id = next_id_++;
+	if (!sum_.empty()) {
+		const float *floats = reinterpret_cast<const float *>(vector);
+		for (size_t i = 0; i < sum_.size(); i++)
+			sum_[i] += floats[i];
+	}
 	block_.insert(block_.end(), vector, vector + vector_bytes_);
 	if (block_.size() == kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_) {
 		full_blocks_.push_back(std::move(block_));
@@ -123,11 +140,15 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 		if (meta.params.dims == 0 && dims != 0) {
 			store_.set_dimensions(meta, dims);
 			writer.put_meta(meta);
+			/* Built empty: no data to centre the codes on yet. */
+			if (meta.params.quantization == Quantization::Binary)
+				writer.put_centroid(std::vector<float>(dims, 0.0f));
 		} else if (meta.params.dims != dims) {
 			throw Error(ErrorCode::DimensionMismatch,
 						format("expected %u dimensions, not %u", meta.params.dims, dims));
 		}
-		space_ = Space(meta.params.metric, meta.params.dims);
+		traversal_ = Traversal::of(meta);
+		std::vector<uint8_t> code(traversal_.codes ? meta.code_bytes : 0);
 		Bitmap tombstones = writer.tombstones();
 		added = 0;
 
@@ -148,6 +169,11 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 			uint32_t id = meta.next_item++;
 			uint8_t level = draw_level(meta.level_seed, id, meta.params.m);
 			writer.put_vector(id, item.vector);
+			if (traversal_.codes) {
+				binary_quantize_centered(reinterpret_cast<const float *>(item.vector),
+										 store_.centroid().data(), dims, code.data());
+				writer.put_code(id, code.data());
+			}
 			ItemRecord record;
 			record.level = level;
 			record.tids.push_back(item.tid);
@@ -157,7 +183,8 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 		}
 		/* Link using the stored copies: aligned, and what later searches will compare. */
 		for (const Assigned &a : assigned)
-			link(writer, meta, tombstones, a.id, a.level, writer.vector(a.id));
+			link(writer, meta, tombstones, a.id, a.level,
+				 traversal_.codes ? writer.code(a.id) : writer.vector(a.id));
 		meta.live_items += assigned.size();
 		meta.seq++;
 		writer.put_meta(meta);
@@ -170,7 +197,7 @@ void
 Inserter::link(StoreWriter &writer, IndexMeta &meta, const Bitmap &tombstones, uint32_t id, uint8_t level,
 			   const uint8_t *vector)
 {
-	StoreGraph graph(writer, space_);
+	StoreGraph graph(writer, traversal_);
 	const uint32_t m = meta.params.m;
 	std::vector<uint32_t> none;
 
@@ -282,11 +309,10 @@ namespace
 class RepairGraph : public StoreGraph
 {
 public:
-	RepairGraph(StoreReader &reader, StoreWriter *writer, const Space &space)
-		: StoreGraph(reader, space), reader_(reader), writer_(writer)
+	RepairGraph(StoreReader &reader, StoreWriter *writer, const Traversal &traversal)
+		: StoreGraph(reader, traversal), writer_(writer)
 	{
 	}
-	const void *vector(uint32_t id) { return reader_.vector(id); }
 	void set_link(uint32_t target, size_t slot, uint32_t id, float)
 	{
 		ids_.clear();
@@ -299,7 +325,6 @@ public:
 	}
 
 private:
-	StoreReader &reader_;
 	StoreWriter *writer_;
 	std::vector<uint32_t> ids_;
 };
@@ -325,8 +350,7 @@ count_unreachable(IndexStore &store)
 	IndexMeta meta = reader.meta();
 	if (meta.entry_point == kNoItem || meta.params.dims == 0)
 		return 0;
-	Space space(meta.params.metric, meta.params.dims);
-	RepairGraph graph(reader, nullptr, space);
+	RepairGraph graph(reader, nullptr, Traversal::of(meta));
 	return connect_unreachable(graph, live_items(reader), meta.entry_point, meta.max_level,
 							   2u * meta.params.m, meta.params.ef_construction, meta.next_item, true);
 }
@@ -340,8 +364,7 @@ repair_reachability(IndexStore &store)
 		IndexMeta meta = writer.meta();
 		if (meta.entry_point == kNoItem || meta.params.dims == 0)
 			return;
-		Space space(meta.params.metric, meta.params.dims);
-		RepairGraph graph(writer, &writer, space);
+		RepairGraph graph(writer, &writer, Traversal::of(meta));
 		added = connect_unreachable(graph, live_items(writer), meta.entry_point, meta.max_level,
 									2u * meta.params.m, meta.params.ef_construction, meta.next_item);
 		if (added > 0) {
@@ -387,10 +410,33 @@ delete_tids(IndexStore &store, const std::vector<HeapTid> &tids)
 	return deleted;
 }
 
-ScanSearch::ScanSearch(const Space &space, const uint8_t *query, uint32_t ef)
-	: space_(space), query_(space.bytes()), ef_(ef == 0 ? 1 : ef)
+ScanSearch::ScanSearch(const Traversal &traversal, const uint8_t *query, uint32_t ef, bool strict)
+	: traversal_(traversal), query_(traversal.space.bytes()), ef_(ef == 0 ? 1 : ef), strict_(strict)
 {
-	std::memcpy(query_.data(), query, space.bytes());
+	std::memcpy(query_.data(), query, traversal.space.bytes());
+}
+
+ScanCursor::ScanCursor(const IndexMeta &meta, const std::vector<float> &centroid, const uint8_t *query,
+					   uint32_t dims, uint32_t ef)
+	: exact_(meta.params.metric, dims), query_(exact_.bytes()), rerank_(false)
+{
+	/* Same words as the distance operators, which a sequential scan would run. */
+	if (meta.params.dims != 0 && meta.params.dims != dims)
+		throw Error(ErrorCode::DimensionMismatch,
+					format("different vector dimensions %u and %u", meta.params.dims, dims));
+	if (meta.params.dims == 0)
+		return; /* empty index: nothing to find */
+	std::memcpy(query_.data(), query, exact_.bytes());
+	Traversal traversal = Traversal::of(meta);
+	if (!traversal.codes) {
+		search_ = std::make_unique<ScanSearch>(traversal, query, ef);
+		return;
+	}
+	rerank_ = true;
+	std::vector<uint8_t> code(traversal.space.bytes());
+	binary_quantize_centered(reinterpret_cast<const float *>(query),
+							 centroid.empty() ? nullptr : centroid.data(), dims, code.data());
+	search_ = std::make_unique<ScanSearch>(traversal, code.data(), ef * kQuantizedBeamFactor, false);
 }
 
 void

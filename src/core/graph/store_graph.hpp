@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -20,15 +21,34 @@
 namespace hannoy
 {
 
+/// How an index's graph is built and walked: over the full vectors, or (binary
+/// quantization) over one sign bit per dimension, compared by hamming distance.
+struct Traversal {
+	Space space; ///< distances between traversal vectors
+	bool codes;  ///< walk binary codes instead of full vectors
+
+	static Traversal of(const IndexMeta &meta)
+	{
+		if (meta.params.quantization == Quantization::Binary)
+			return Traversal{binary_code_space(meta.params.dims), true};
+		return Traversal{Space(meta.params.metric, meta.params.dims), false};
+	}
+};
+
 /// The graph interface of hnsw.hpp over an index file, for one transaction.
 class StoreGraph
 {
 public:
-	StoreGraph(StoreReader &reader, const Space &space) : reader_(reader), space_(space) {}
+	StoreGraph(StoreReader &reader, const Traversal &traversal)
+		: reader_(reader), space_(traversal.space), codes_(traversal.codes)
+	{
+	}
 
+	/// The traversal vector of an item (its code when quantized), or nullptr.
+	const uint8_t *vector(uint32_t id) { return codes_ ? reader_.code(id) : reader_.vector(id); }
 	bool distance_to(const void *query, uint32_t id, float *out)
 	{
-		const uint8_t *v = reader_.vector(id);
+		const uint8_t *v = vector(id);
 		if (v == nullptr)
 			return false;
 		*out = space_.distance(query, v);
@@ -36,8 +56,8 @@ public:
 	}
 	float distance_between(uint32_t a, uint32_t b)
 	{
-		const uint8_t *va = reader_.vector(a);
-		const uint8_t *vb = reader_.vector(b);
+		const uint8_t *va = vector(a);
+		const uint8_t *vb = vector(b);
 		if (va == nullptr || vb == nullptr)
 			throw Error(ErrorCode::Corrupted, "hannoy index links an item without a vector", "",
 						"REINDEX the index.");
@@ -47,7 +67,8 @@ public:
 
 private:
 	StoreReader &reader_;
-	const Space &space_;
+	const Space space_;
+	bool codes_;
 };
 
 /// Appends the items of a bulk build to a fresh index file, in large transactions, without
@@ -64,6 +85,8 @@ public:
 	/// Writes everything, including the last partial block.
 	void finish();
 	uint32_t count() const { return next_id_; }
+	/// Mean of the vectors added so far (the centroid of binary codes).
+	std::vector<float> mean() const;
 
 private:
 	void flush(bool final);
@@ -79,6 +102,7 @@ private:
 	std::vector<std::vector<uint8_t>> full_blocks_;
 	uint32_t first_full_block_ = 0;
 	std::vector<std::pair<HeapTid, uint32_t>> pending_;
+	std::vector<double> sum_;
 };
 
 /// An item to insert: its heap row and its stored-form vector.
@@ -106,7 +130,7 @@ private:
 	void force_reverse_link(StoreWriter &writer, StoreGraph &graph, uint32_t target, uint32_t id);
 
 	IndexStore &store_;
-	Space space_{Metric::L2, 0};
+	Traversal traversal_{Space(Metric::L2, 0), false};
 	SearchScratch scratch_;
 	std::vector<Candidate> entry_points_, found_, selected_, prune_;
 	std::vector<uint32_t> ids_;
@@ -129,12 +153,13 @@ size_t delete_tids(IndexStore &store, const std::vector<HeapTid> &tids);
 class ScanSearch
 {
 public:
-	/// `query` is the stored form of the query vector (copied).
-	ScanSearch(const Space &space, const uint8_t *query, uint32_t ef);
+	/// `query` is the query's traversal vector (copied). When `strict`, results never come
+	/// closer than one given before (late finds are dropped); otherwise each batch is only
+	/// sorted within itself.
+	ScanSearch(const Traversal &traversal, const uint8_t *query, uint32_t ef, bool strict = true);
 
-	/// Appends the next results to `out`, closest first and never closer than a result given
-	/// before. Widens the beam (doubling ef) as often as needed. Returns false when the
-	/// reachable graph is exhausted.
+	/// Appends the next results to `out`, closest first. Widens the beam (doubling ef) as
+	/// often as needed. Returns false when the reachable graph is exhausted.
 	template <typename Filter>
 	bool next(StoreReader &reader, const Filter &accept, std::vector<Candidate> &out);
 
@@ -145,9 +170,10 @@ private:
 	template <typename Filter> void expand(StoreGraph &graph, const Filter &accept);
 	void push_result(const Candidate &c);
 
-	Space space_;
+	Traversal traversal_;
 	AlignedBytes query_;
 	uint32_t ef_;
+	bool strict_;
 	bool started_ = false;
 	bool exhausted_ = false;
 	uint64_t visited_count_ = 0;
@@ -202,15 +228,11 @@ template <typename Filter>
 bool
 ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidate> &out)
 {
-	StoreGraph graph(reader, space_);
+	StoreGraph graph(reader, traversal_);
 	while (!exhausted_) {
 		if (!started_) {
 			started_ = true;
 			IndexMeta meta = reader.meta();
-			/* Same words as the distance operators, which a sequential scan would run. */
-			if (meta.params.dims != 0 && meta.params.dims != space_.dims())
-				throw Error(ErrorCode::DimensionMismatch,
-							format("different vector dimensions %u and %u", meta.params.dims, space_.dims()));
 			if (meta.entry_point == kNoItem) {
 				exhausted_ = true;
 				break;
@@ -265,7 +287,7 @@ ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 				continue;
 			/* Strict order: a node found late but closer than what was already returned is
 			 * dropped, since the executor trusts the index's order. */
-			if (any_emitted_ && c.dist < last_emitted_)
+			if (strict_ && any_emitted_ && c.dist < last_emitted_)
 				continue;
 			emitted_.test_and_set(c.id);
 			out.push_back(c);
@@ -278,6 +300,84 @@ ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 			return true;
 	}
 	return false;
+}
+
+/// Traversal beam of a quantized scan, in multiples of ef_search. One bit per dimension ranks
+/// neighbours coarsely, so the beam gathers more candidates than are asked for and all of them
+/// are re-ranked by exact distance; walking codes is cheap (a 784-dimensional code is 104
+/// bytes), the re-ranking costs one exact distance per candidate.
+constexpr uint32_t kQuantizedBeamFactor = 4;
+
+/// A quantized scan returns 1/kRerankEmitShare of its re-ranked candidates per batch, the
+/// closest, and holds the rest: later batches arrive in code-distance order, and whatever they
+/// bring that is closer than rows already returned must be dropped to keep the order. With an
+/// eighth, a scan drained to the end returns about 98% of the rows (a half: about 70%).
+constexpr size_t kRerankEmitShare = 8;
+
+/// The results of an index scan, nearest first: the graph search, and for quantized indexes
+/// the re-ranking of every batch by exact distance. Results never come closer than one given
+/// before (the executor trusts the index's order): a late find that would break the order is
+/// skipped.
+class ScanCursor
+{
+public:
+	/// `query` is the query in stored form (normalised for cosine), of `dims` dimensions;
+	/// `centroid` is the index's code centroid (quantized indexes only).
+	ScanCursor(const IndexMeta &meta, const std::vector<float> &centroid, const uint8_t *query, uint32_t dims,
+			   uint32_t ef);
+
+	/// Appends the next results to `out`; returns false when there are no more.
+	template <typename Filter>
+	bool next(StoreReader &reader, const Filter &accept, std::vector<Candidate> &out);
+
+private:
+	Space exact_;
+	AlignedBytes query_;
+	bool rerank_;
+	std::unique_ptr<ScanSearch> search_;
+	std::vector<Candidate> batch_;
+	/// Re-ranked candidates held back (see kRerankEmitShare), which the next batch, found by
+	/// code distance and so not in exact order, may still precede.
+	std::vector<Candidate> pending_;
+	bool any_emitted_ = false;
+	float last_emitted_ = 0.0f;
+};
+
+template <typename Filter>
+bool
+ScanCursor::next(StoreReader &reader, const Filter &accept, std::vector<Candidate> &out)
+{
+	if (search_ == nullptr)
+		return false;
+	if (!rerank_)
+		return search_->next(reader, accept, out);
+	for (;;) {
+		batch_.clear();
+		bool more = search_->next(reader, accept, batch_);
+		for (Candidate &c : batch_) {
+			const uint8_t *v = reader.vector(c.id);
+			c.dist =
+				v == nullptr ? std::numeric_limits<float>::infinity() : exact_.distance(query_.data(), v);
+			pending_.push_back(c);
+		}
+		std::sort(pending_.begin(), pending_.end(), closer);
+		/* Emit the closest part and keep the rest for the next batch; all of it at the end. */
+		size_t emit = more ? (pending_.size() + kRerankEmitShare - 1) / kRerankEmitShare : pending_.size();
+		size_t before = out.size();
+		for (size_t i = 0; i < emit; i++) {
+			const Candidate &c = pending_[i];
+			if (any_emitted_ && c.dist < last_emitted_)
+				continue;
+			out.push_back(c);
+			last_emitted_ = c.dist;
+			any_emitted_ = true;
+		}
+		pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(emit));
+		if (out.size() > before)
+			return true;
+		if (!more && pending_.empty())
+			return false;
+	}
 }
 
 } // namespace hannoy

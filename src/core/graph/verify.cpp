@@ -50,6 +50,9 @@ verify_store(IndexStore &store, bool check_reachability)
 	report.max_level = meta.max_level;
 	Bitmap tombstones = reader.tombstones();
 	report.tombstoned = tombstones.cardinality();
+	if (meta.params.quantization == Quantization::Binary && meta.params.dims != 0 &&
+		reader.centroid().size() != meta.params.dims)
+		r.problem("the centroid of the binary codes is missing or has the wrong size");
 	uint32_t m = meta.params.m;
 
 	/* Items: level and TIDs; remember levels for the link checks. */
@@ -70,6 +73,8 @@ verify_store(IndexStore &store, bool check_reachability)
 				r.problem("item %u is both live and tombstoned", id);
 			if (reader.vector(id) == nullptr)
 				r.problem("item %u has no vector", id);
+			if (meta.params.quantization == Quantization::Binary && reader.code(id) == nullptr)
+				r.problem("item %u has no binary code", id);
 			for (const HeapTid &tid : item.tids) {
 				uint32_t mapped;
 				if (!reader.item_for_tid(tid, &mapped))

@@ -8,7 +8,8 @@
  * carries kFormatVersion.
  *
  * Named databases of one index file:
- *   meta     "meta" -> IndexMeta;  "tombstones" -> portable bitmap of deleted items not yet purged
+ *   meta     "meta" -> IndexMeta;  "tombstones" -> portable bitmap of deleted items not yet purged;
+ *            "centroid" -> dims floats (binary quantization: codes are signs relative to it)
  *   items    item id (u32 BE) -> ItemRecord (level, flags, heap TIDs)
  *   tids     heap TID (u32 BE block, u16 BE offset) -> item id (u32 LE)
  *   links    item id (u32 BE), layer (u8) -> portable roaring bitmap of neighbour ids

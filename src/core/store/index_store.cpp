@@ -22,6 +22,7 @@ namespace
 constexpr unsigned kMaxDatabases = 8;
 constexpr char kMetaKey[] = "meta";
 constexpr char kTombstonesKey[] = "tombstones";
+constexpr char kCentroidKey[] = "centroid";
 
 std::string
 lock_path(const std::string &path)
@@ -101,6 +102,16 @@ IndexStore::open(const std::string &path, const Options &options)
 		throw Error(ErrorCode::Corrupted, format("hannoy index file \"%s\" has no meta record", path.c_str()),
 					"", "REINDEX the index.");
 	store->meta_cache_ = decode_meta(value.mv_data, value.mv_size);
+	if (store->meta_cache_.params.quantization == Quantization::Binary &&
+		store->meta_cache_.params.dims != 0) {
+		StoreReader reader(*store, txn);
+		store->centroid_ = reader.centroid();
+		if (store->centroid_.size() != store->meta_cache_.params.dims)
+			throw Error(
+				ErrorCode::Corrupted,
+				format("hannoy index file \"%s\" lacks the centroid of its binary codes", path.c_str()), "",
+				"REINDEX the index.");
+	}
 	return store;
 }
 
@@ -271,6 +282,20 @@ StoreReader::tombstones() const
 	return Bitmap::decode(value.mv_data, value.mv_size);
 }
 
+std::vector<float>
+StoreReader::centroid() const
+{
+	MDB_val value;
+	if (!txn_.get(store_.meta_dbi(), kCentroidKey, sizeof(kCentroidKey) - 1, &value))
+		return {};
+	if (value.mv_size % sizeof(float) != 0)
+		throw Error(ErrorCode::Corrupted, "hannoy index file is corrupted: centroid has the wrong size", "",
+					"REINDEX the index.");
+	std::vector<float> centroid(value.mv_size / sizeof(float));
+	std::memcpy(centroid.data(), value.mv_data, value.mv_size);
+	return centroid;
+}
+
 StoreWriter::StoreWriter(IndexStore &store, lmdb::Txn &txn) : StoreReader(store, txn)
 {
 	if (txn.read_only())
@@ -370,6 +395,14 @@ StoreWriter::delete_links(uint32_t id, uint8_t layer)
 {
 	auto key = link_key(id, layer);
 	txn_.del(store_.links_dbi(), key.data(), key.size());
+}
+
+void
+StoreWriter::put_centroid(const std::vector<float> &centroid)
+{
+	txn_.put(store_.meta_dbi(), kCentroidKey, sizeof(kCentroidKey) - 1, centroid.data(),
+			 centroid.size() * sizeof(float));
+	store_.set_cached_centroid(centroid);
 }
 
 void

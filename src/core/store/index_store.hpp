@@ -51,6 +51,11 @@ public:
 	const IndexMeta &cached_meta() const { return meta_cache_; }
 	void set_cached_meta(const IndexMeta &meta) { meta_cache_ = meta; }
 
+	/// Centroid the binary codes are taken against (empty unless the index is quantized).
+	/// Fixed when the index is built (or by its first vector), so caching it is safe.
+	const std::vector<float> &centroid() const { return centroid_; }
+	void set_cached_centroid(std::vector<float> centroid) { centroid_ = std::move(centroid); }
+
 	/// Bumped whenever the map may have moved, invalidating cached pointers.
 	uint64_t map_generation() const { return map_generation_; }
 	void note_remap() { map_generation_++; }
@@ -78,6 +83,7 @@ private:
 	std::unique_ptr<lmdb::Env> env_;
 	MDB_dbi meta_ = 0, items_ = 0, tids_ = 0, links_ = 0, vectors_ = 0, codes_ = 0;
 	IndexMeta meta_cache_;
+	std::vector<float> centroid_;
 	uint64_t map_generation_ = 1;
 	BlockCache block_cache_;
 };
@@ -106,6 +112,8 @@ public:
 	bool item_for_tid(HeapTid tid, uint32_t *id) const;
 	/// Items deleted whose links may still exist.
 	Bitmap tombstones() const;
+	/// The centroid record; empty when absent.
+	std::vector<float> centroid() const;
 
 	/// Calls fn(tid, item) for every indexed TID with key >= from, in TID order, until fn
 	/// returns false. Returns the number visited.
@@ -155,6 +163,7 @@ public:
 	void put_links(uint32_t id, uint8_t layer, const uint32_t *ids, size_t n, unsigned flags = 0);
 	void delete_links(uint32_t id, uint8_t layer);
 	void put_tombstones(const Bitmap &tombstones);
+	void put_centroid(const std::vector<float> &centroid);
 
 private:
 	void put_slot(MDB_dbi dbi, uint32_t per_block, uint32_t item_bytes, uint32_t id, const void *bytes);
