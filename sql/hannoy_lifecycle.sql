@@ -29,6 +29,18 @@ ROLLBACK;
 SELECT file_exists(:'t_file');
 SELECT hannoy_files();
 
+-- A CREATE INDEX that fails on a bad row near the end of the table leaves no file.
+CREATE TABLE bad (id int, v real[]);
+INSERT INTO bad SELECT i, ARRAY[i, i]::real[] FROM generate_series(1, 900) i;
+INSERT INTO bad VALUES (901, '{1, NaN}');
+INSERT INTO bad SELECT i, ARRAY[i, i]::real[] FROM generate_series(902, 1000) i;
+CREATE INDEX bad_idx ON bad USING hannoy (v);
+SELECT hannoy_files();
+DELETE FROM bad WHERE id = 901;
+CREATE INDEX bad_idx ON bad USING hannoy (v);
+SELECT hannoy_files();
+DROP TABLE bad;
+
 -- A rolled-back DROP INDEX keeps the file and the index works.
 CREATE INDEX t_idx ON t USING hannoy (v);
 SELECT file AS t_file FROM hannoy_index_info('t_idx') \gset

@@ -85,6 +85,20 @@ struct FloatVector {
 /// most kMaxFloatDims elements. Raises PostgreSQL errors.
 FloatVector float_vector_from_datum(Datum datum);
 
+/// A detoasted, validated vector of an index's element type.
+struct VectorValue {
+	const void *data; ///< floats for real[], bytes for bit strings
+	uint32 dims;      ///< floats, or bits
+};
+
+/// Detoasts and validates a value for `metric`: real[] for the float metrics, a bit string
+/// (1 to kMaxBits bits) for hamming. Raises PostgreSQL errors.
+VectorValue vector_from_datum(Datum datum, Metric metric);
+
+/// Writes the stored form of a validated value (normalised for cosine) into `out`, which
+/// must hold vector_bytes(metric, value.dims) bytes.
+void write_stored_vector(Metric metric, const VectorValue &value, uint8_t *out);
+
 /// The metric an index's opclass stands for (from support function 2). Raises PG errors.
 Metric index_metric(Relation index);
 

@@ -102,10 +102,11 @@ verify(FunctionCallInfo fcinfo)
 	IndexStore &store = open_index_store(index);
 	VerifyReport report = verify_store(store, reachability);
 
-	Datum values[8];
-	bool nulls[8] = {false};
+	Datum values[9];
+	bool nulls[9] = {false};
 	values[0] = BoolGetDatum(report.ok() && report.unreachable == 0);
 	values[1] = Int64GetDatum(static_cast<int64>(report.items));
+	values[8] = Int64GetDatum(static_cast<int64>(report.tids));
 	values[2] = Int64GetDatum(static_cast<int64>(report.tombstoned));
 	values[3] = Int64GetDatum(static_cast<int64>(report.link_records));
 	values[4] = Int64GetDatum(static_cast<int64>(report.links));

@@ -19,6 +19,9 @@ PG_MODULE_MAGIC;
 PG_FUNCTION_INFO_V1(hannoy_handler);
 PG_FUNCTION_INFO_V1(hannoy_real_l2_support);
 PG_FUNCTION_INFO_V1(hannoy_real_cosine_support);
+PG_FUNCTION_INFO_V1(hannoy_real_ip_support);
+PG_FUNCTION_INFO_V1(hannoy_real_l1_support);
+PG_FUNCTION_INFO_V1(hannoy_bit_hamming_support);
 }
 #pragma GCC visibility pop
 
@@ -376,4 +379,22 @@ extern "C" Datum
 hannoy_real_cosine_support(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT32(static_cast<int32>(hannoy::Metric::Cosine));
+}
+
+extern "C" Datum
+hannoy_real_ip_support(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(static_cast<int32>(hannoy::Metric::InnerProduct));
+}
+
+extern "C" Datum
+hannoy_real_l1_support(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(static_cast<int32>(hannoy::Metric::L1));
+}
+
+extern "C" Datum
+hannoy_bit_hamming_support(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(static_cast<int32>(hannoy::Metric::Hamming));
 }

@@ -62,17 +62,16 @@ build_callback(Relation, ItemPointer tid, Datum *values, bool *isnull, bool, voi
 	BuildState &state = *static_cast<BuildState *>(opaque);
 	hannoy_guarded([&] {
 		MemoryContext previous = MemoryContextSwitchTo(state.tuple_context);
-		FloatVector vector = pg_call([&] { return float_vector_from_datum(values[0]); });
+		VectorValue vector = pg_call([&] { return vector_from_datum(values[0], state.metric); });
 		if (state.builder == nullptr)
 			create_store(state, vector.dims);
 		else if (vector.dims != state.dims)
 			throw Error(ErrorCode::DimensionMismatch,
-						format("expected %u dimensions, not %u", state.dims, vector.dims),
-						format("The row at (%u,%u) has %u dimensions; the index's first row has %u.",
+						wrong_dimension_message(state.metric, state.dims, vector.dims),
+						format("The row at (%u,%u) has %u %s; the index's first row has %u.",
 							   ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid), vector.dims,
-							   state.dims));
-		preprocess_floats(state.metric, vector.data, vector.dims,
-						  reinterpret_cast<float *>(state.stored->data()));
+							   dimension_noun(state.metric), state.dims));
+		write_stored_vector(state.metric, vector, state.stored->data());
 		state.builder->add(HeapTid{ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid)},
 						   state.stored->data());
 		MemoryContextSwitchTo(previous);
@@ -102,9 +101,12 @@ build_index(Relation heap, Relation index, IndexInfo *info)
 	state.index = index;
 	state.metric = pg_call([&] { return index_metric(index); });
 	state.params = pg_call([&] { return index_build_params(index); });
-	if (state.params.quantization != Quantization::None)
-		throw Error(ErrorCode::InvalidInput,
-					"quantization = 'binary' is not supported by this build of hannoy");
+	if (state.params.quantization == Quantization::Binary && state.metric != Metric::L2 &&
+		state.metric != Metric::Cosine && state.metric != Metric::L1)
+		throw Error(
+			ErrorCode::InvalidInput,
+			format("quantization = 'binary' is not supported for %s indexes", metric_name(state.metric)),
+			"Binary quantization applies to real_l2_ops, real_cosine_ops and real_l1_ops.");
 	state.path = index_file_path(index);
 
 	Oid oid = RelationGetRelid(index);

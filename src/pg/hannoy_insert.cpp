@@ -25,11 +25,11 @@ insert_vector(Relation index, Datum value, ItemPointer tid, Relation heap)
 	MemoryContext context = pg_call(
 		[] { return AllocSetContextCreate(CurrentMemoryContext, "hannoy insert", ALLOCSET_SMALL_SIZES); });
 	MemoryContext previous = MemoryContextSwitchTo(context);
-	FloatVector vector = pg_call([&] { return float_vector_from_datum(value); });
 	IndexStore &store = open_index_store(index);
 	Metric metric = store.cached_meta().params.metric;
+	VectorValue vector = pg_call([&] { return vector_from_datum(value, metric); });
 	AlignedBytes stored(vector_bytes(metric, vector.dims));
-	preprocess_floats(metric, vector.data, vector.dims, reinterpret_cast<float *>(stored.data()));
+	write_stored_vector(metric, vector, stored.data());
 
 	lock_index_writer(index);
 	if (RelationNeedsWAL(heap))

@@ -22,7 +22,7 @@ namespace
 {
 
 struct ScanState {
-	std::unique_ptr<ScanSearch> search;
+	std::unique_ptr<ScanCursor> search;
 	std::vector<HeapTid> tids;
 	size_t next = 0;
 	bool done = false;
@@ -64,12 +64,17 @@ start_scan(IndexScanDesc scan)
 		return AllocSetContextCreate(CurrentMemoryContext, "hannoy scan query", ALLOCSET_SMALL_SIZES);
 	});
 	MemoryContext previous = MemoryContextSwitchTo(context);
-	FloatVector query = pg_call([&] { return float_vector_from_datum(key->sk_argument); });
 	IndexStore &store = open_index_store(index);
 	Metric metric = store.cached_meta().params.metric;
+	VectorValue query = pg_call([&] { return vector_from_datum(key->sk_argument, metric); });
 	AlignedBytes stored(vector_bytes(metric, query.dims));
-	preprocess_floats(metric, query.data, query.dims, reinterpret_cast<float *>(stored.data()));
-	state->search = std::make_unique<ScanSearch>(Space(metric, query.dims), stored.data(),
+	write_stored_vector(metric, query, stored.data());
+	IndexMeta meta;
+	{
+		lmdb::Txn txn(store.env(), true);
+		meta = StoreReader(store, txn).meta();
+	}
+	state->search = std::make_unique<ScanCursor>(meta, store.centroid(), stored.data(), query.dims,
 												 static_cast<uint32_t>(ef_search));
 	MemoryContextSwitchTo(previous);
 	pg_call([&] { MemoryContextDelete(context); });

@@ -121,6 +121,20 @@ binary_quantize(const float *in, uint32_t dims, uint8_t *out)
 	}
 }
 
+std::string
+wrong_dimension_message(Metric metric, uint32_t expected, uint32_t got)
+{
+	return format("expected %u %s, not %u", expected, dimension_noun(metric), got);
+}
+
+std::string
+different_dimensions_message(Metric metric, uint32_t a, uint32_t b)
+{
+	return format(metric_uses_floats(metric) ? "different vector dimensions %u and %u"
+											 : "different bit lengths %u and %u",
+				  a, b);
+}
+
 void
 binary_quantize_centered(const float *in, const float *centroid, uint32_t dims, uint8_t *out)
 {

@@ -115,6 +115,20 @@ int64_t first_non_finite(const float *values, uint32_t dims) noexcept;
 /// Throws InvalidInput naming the first non-finite element, if any.
 void check_finite(const float *values, uint32_t dims);
 
+/// What a vector's size counts: "dimensions" for real[], "bits" for bit strings.
+inline const char *
+dimension_noun(Metric metric)
+{
+	return metric_uses_floats(metric) ? "dimensions" : "bits";
+}
+
+/// Error text for a value of the wrong size in an index: "expected 3 dimensions, not 2"
+/// (or "... bits ..." for bit strings).
+std::string wrong_dimension_message(Metric metric, uint32_t expected, uint32_t got);
+/// Error text for two values of different sizes, as the distance operators word it:
+/// "different vector dimensions 3 and 2" (or "different bit lengths ...").
+std::string different_dimensions_message(Metric metric, uint32_t a, uint32_t b);
+
 /// True metric values, as SQL operators return them, computed in double precision.
 double exact_l2(const float *a, const float *b, size_t n);
 double exact_inner_product(const float *a, const float *b, size_t n);

@@ -21,10 +21,11 @@ BuildGraph::BuildGraph(const Space &space, uint32_t m, uint32_t ef_construction,
 }
 
 void
-BuildGraph::prepare(std::vector<const uint8_t *> vectors)
+BuildGraph::prepare(std::vector<const uint8_t *> vectors, std::vector<uint8_t> present)
 {
 	uint32_t n = static_cast<uint32_t>(vectors.size());
 	vectors_ = std::move(vectors);
+	present_ = std::move(present);
 	levels_.resize(n);
 	count0_.assign(n, 0);
 	ids0_.assign(static_cast<size_t>(n) * m0_, 0);
@@ -46,11 +47,13 @@ BuildGraph::prepare(std::vector<const uint8_t *> vectors)
 std::vector<uint32_t>
 BuildGraph::insertion_order() const
 {
-	std::vector<std::pair<uint64_t, uint32_t>> keys(levels_.size());
+	std::vector<std::pair<uint64_t, uint32_t>> keys;
 	for (uint32_t id = 0; id < levels_.size(); id++) {
+		if (!present_[id])
+			continue;
 		/* Level in the top byte (descending), then a hash of (seed, id) for the shuffle. */
 		uint64_t shuffle = mix64(~level_seed_ ^ mix64(id)) >> 8;
-		keys[id] = {(static_cast<uint64_t>(kMaxLevel - levels_[id]) << 56) | shuffle, id};
+		keys.emplace_back((static_cast<uint64_t>(kMaxLevel - levels_[id]) << 56) | shuffle, id);
 	}
 	std::sort(keys.begin(), keys.end());
 	std::vector<uint32_t> order(keys.size());
@@ -159,9 +162,10 @@ BuildGraph::insert(uint32_t id)
 uint32_t
 BuildGraph::connect_unreachable()
 {
-	std::vector<uint32_t> items(size());
+	std::vector<uint32_t> items;
 	for (uint32_t id = 0; id < size(); id++)
-		items[id] = id;
+		if (present_[id])
+			items.push_back(id);
 	return hannoy::connect_unreachable(*this, items, entry_, max_level_, m0_, ef_construction_, size());
 }
 
@@ -186,6 +190,8 @@ BuildGraph::write_links(IndexStore &store, uint32_t chunk,
 		lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
 			StoreWriter writer(store, txn);
 			for (uint32_t id = start; id < end; id++) {
+				if (!present_[id])
+					continue;
 				for (uint8_t layer = 0; layer <= levels_[id]; layer++) {
 					ids.clear();
 					neighbors(id, layer, ids);

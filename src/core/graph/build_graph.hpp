@@ -27,8 +27,9 @@ public:
 	BuildGraph(const Space &space, uint32_t m, uint32_t ef_construction, uint64_t level_seed);
 
 	/// Registers items 0..n-1, whose stored vectors are at `vectors[id]` (valid until the
-	/// build ends), draws their levels and sizes every list. Nothing is linked yet.
-	void prepare(std::vector<const uint8_t *> vectors);
+	/// build ends), draws their levels and sizes every list. Only items whose `present` flag
+	/// is set become nodes (others were folded into an identical item). Nothing is linked yet.
+	void prepare(std::vector<const uint8_t *> vectors, std::vector<uint8_t> present);
 	/// An order of insertion that gives a good graph whatever order the items came in: the
 	/// highest levels first, so upper layers exist before the crowd of layer 0 arrives, then
 	/// a seeded shuffle, so rows stored grouped (by category, by time) do not arrive as
@@ -63,6 +64,7 @@ public:
 		return true;
 	}
 	float distance_between(uint32_t a, uint32_t b) const { return space_.distance(vectors_[a], vectors_[b]); }
+	Metric metric() const { return space_.metric(); }
 	void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const;
 	const void *vector(uint32_t id) const { return vectors_[id]; }
 	/// Sets slot `slot` of item `target`'s layer-0 list (slot == its size: appends).
@@ -85,6 +87,7 @@ private:
 	uint64_t level_seed_;
 
 	std::vector<const uint8_t *> vectors_;
+	std::vector<uint8_t> present_;
 	std::vector<uint8_t> levels_;
 	/* Layer 0: fixed slots of m0 per item. */
 	std::vector<uint8_t> count0_;

@@ -4,6 +4,7 @@
 #include "builder.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 #include "../pure_cpp.hpp"
 
@@ -60,12 +61,90 @@ IndexBuilder::write_codes()
 	}
 }
 
+std::vector<uint8_t>
+IndexBuilder::fold_duplicates()
+{
+	const IndexMeta &meta = store_.cached_meta();
+	uint32_t n = loader_.count();
+	std::vector<uint8_t> present(n, 1);
+	auto &hashes = loader_.hashes();
+	std::sort(hashes.begin(), hashes.end());
+
+	/* Identical vectors have equal hashes: compare bytes within each run of equal hashes. */
+	std::vector<std::pair<uint32_t, uint32_t>> folds; /* (duplicate, the item it joins) */
+	{
+		lmdb::Txn txn(store_.env(), true);
+		StoreReader reader(store_, txn);
+		std::vector<std::pair<uint32_t, size_t>> groups; /* (first item, TIDs so far) */
+		for (size_t start = 0; start < hashes.size();) {
+			size_t end = start + 1;
+			while (end < hashes.size() && hashes[end].first == hashes[start].first)
+				end++;
+			groups.clear();
+			for (size_t i = start; i < end && end - start > 1; i++) {
+				uint32_t id = hashes[i].second;
+				const uint8_t *vector = reader.vector(id);
+				bool joined = false;
+				for (auto &group : groups) {
+					if (group.second < kMaxTidsPerItem &&
+						std::memcmp(reader.vector(group.first), vector, meta.vector_bytes) == 0) {
+						folds.emplace_back(id, group.first);
+						group.second++;
+						present[id] = 0;
+						joined = true;
+						break;
+					}
+				}
+				if (!joined)
+					groups.emplace_back(id, 1);
+			}
+			start = end;
+		}
+	}
+
+	constexpr size_t kFoldsPerCommit = 50000;
+	for (size_t start = 0; start < folds.size(); start += kFoldsPerCommit) {
+		size_t end = std::min(folds.size(), start + kFoldsPerCommit);
+		lmdb::run_write(store_.env(), [&](lmdb::Txn &txn) {
+			StoreWriter writer(store_, txn);
+			ItemRecord target, duplicate;
+			for (size_t i = start; i < end; i++) {
+				auto [id, into] = folds[i];
+				if (!writer.item(id, &duplicate) || !writer.item(into, &target))
+					throw Error(ErrorCode::Internal, format("hannoy build lost item %u or %u", id, into));
+				for (const HeapTid &tid : duplicate.tids) {
+					target.tids.push_back(tid);
+					writer.put_tid(tid, into);
+				}
+				writer.put_item(into, target);
+				writer.delete_item(id);
+			}
+		});
+	}
+
+	constexpr size_t kHashesPerCommit = 500000;
+	for (size_t start = 0; start < hashes.size(); start += kHashesPerCommit) {
+		size_t end = std::min(hashes.size(), start + kHashesPerCommit);
+		lmdb::run_write(store_.env(), [&](lmdb::Txn &txn) {
+			StoreWriter writer(store_, txn);
+			for (size_t i = start; i < end; i++)
+				if (present[hashes[i].second])
+					writer.put_hash(hashes[i].first, hashes[i].second, MDB_APPEND);
+		});
+	}
+	hashes.clear();
+	hashes.shrink_to_fit();
+	return present;
+}
+
 void
 IndexBuilder::finish(const Progress &progress)
 {
 	loader_.finish();
 	const IndexMeta &meta = store_.cached_meta();
 	uint32_t n = loader_.count();
+	std::vector<uint8_t> present = fold_duplicates();
+	uint32_t live = static_cast<uint32_t>(std::count(present.begin(), present.end(), 1));
 	Traversal traversal = Traversal::of(meta);
 	if (traversal.codes && n > 0)
 		write_codes();
@@ -79,12 +158,12 @@ IndexBuilder::finish(const Progress &progress)
 			if (vectors[id] == nullptr)
 				throw Error(ErrorCode::Internal, format("hannoy build lost the vector of item %u", id));
 		}
-		graph.prepare(std::move(vectors));
+		graph.prepare(std::move(vectors), std::move(present));
 		std::vector<uint32_t> order = graph.insertion_order();
-		for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t i = 0; i < order.size(); i++) {
 			graph.insert(order[i]);
 			if (progress && (i + 1) % kProgressEvery == 0)
-				progress(BuildPhase::BuildingGraph, i + 1, n);
+				progress(BuildPhase::BuildingGraph, i + 1, live);
 		}
 		graph.connect_unreachable();
 	}
@@ -99,7 +178,7 @@ IndexBuilder::finish(const Progress &progress)
 		StoreWriter writer(store_, txn);
 		IndexMeta updated = writer.meta();
 		updated.next_item = n;
-		updated.live_items = n;
+		updated.live_items = live;
 		updated.entry_point = graph.entry_point();
 		updated.max_level = graph.max_level();
 		updated.seq++;

@@ -49,6 +49,9 @@ public:
 private:
 	/// Binary quantization: stores the centroid of the loaded vectors and every item's code.
 	void write_codes();
+	/// Folds items with identical vectors into one (several TIDs, one graph node) and writes
+	/// the hashes database. Returns, per item id, whether it stays a node of the graph.
+	std::vector<uint8_t> fold_duplicates();
 
 	IndexStore &store_;
 	BulkLoader loader_;

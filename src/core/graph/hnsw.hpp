@@ -7,6 +7,7 @@
  *   bool distance_to(const void *query, uint32_t id, float *out)  // false: item has no vector
  *   float distance_between(uint32_t a, uint32_t b)
  *   void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out)  // appends
+ *   Metric metric()  // of the distances above
  */
 #pragma once
 
@@ -30,9 +31,30 @@ public:
 		  size_(size)
 	{
 	}
-	~AlignedBytes() { ::operator delete[](data_, std::align_val_t(64)); }
+	~AlignedBytes()
+	{
+		if (data_ != nullptr)
+			::operator delete[](data_, std::align_val_t(64));
+	}
 	AlignedBytes(const AlignedBytes &) = delete;
 	AlignedBytes &operator=(const AlignedBytes &) = delete;
+	AlignedBytes(AlignedBytes &&other) noexcept : data_(other.data_), size_(other.size_)
+	{
+		other.data_ = nullptr;
+		other.size_ = 0;
+	}
+	AlignedBytes &operator=(AlignedBytes &&other) noexcept
+	{
+		if (this != &other) {
+			if (data_ != nullptr)
+				::operator delete[](data_, std::align_val_t(64));
+			data_ = other.data_;
+			size_ = other.size_;
+			other.data_ = nullptr;
+			other.size_ = 0;
+		}
+		return *this;
+	}
 	uint8_t *data() { return data_; }
 	const uint8_t *data() const { return data_; }
 	size_t size() const { return size_; }
@@ -201,6 +223,12 @@ search_layer(Graph &graph, const void *query, const std::vector<Candidate> &entr
 	std::sort(out.begin(), out.end(), closer);
 }
 
+/// Most neighbours at distance 0 (duplicates of the base, or identical binary codes) a list
+/// keeps. The heuristic below never prunes them (nothing is closer than 0), so without a cap
+/// many identical rows would fill each other's lists and form a closed clique that searches
+/// cannot leave; a couple of links keep duplicates chained and the rest of the list diverse.
+constexpr uint32_t kMaxDuplicateNeighbors = 2;
+
 /// Heuristic neighbour selection (Algorithm 4 without extension): walks candidates closest
 /// first and keeps one unless it is closer to an already kept neighbour than to the base
 /// node. `candidates` must be sorted closest first and must not contain the base node.
@@ -210,9 +238,15 @@ select_neighbors(Graph &graph, const std::vector<Candidate> &candidates, uint32_
 				 std::vector<Candidate> &out)
 {
 	out.clear();
+	/* Only where a vector's distance to itself is 0 does 0 mean "duplicate"; the inner
+	 * product's stand-in (negative dot product) is below 0 for ordinary neighbours. */
+	const bool zero_means_duplicate = graph.metric() != Metric::InnerProduct;
+	uint32_t duplicates = 0;
 	for (const Candidate &c : candidates) {
 		if (out.size() >= max_neighbors)
 			break;
+		if (zero_means_duplicate && c.dist <= 0.0f && duplicates >= kMaxDuplicateNeighbors)
+			continue;
 		bool keep = true;
 		for (const Candidate &kept : out) {
 			if (graph.distance_between(c.id, kept.id) < c.dist) {
@@ -220,8 +254,10 @@ select_neighbors(Graph &graph, const std::vector<Candidate> &candidates, uint32_
 				break;
 			}
 		}
-		if (keep)
+		if (keep) {
 			out.push_back(c);
+			duplicates += c.dist <= 0.0f;
+		}
 	}
 }
 
@@ -326,6 +362,12 @@ connect_unreachable(Graph &graph, const std::vector<uint32_t> &items, uint32_t e
 			continue;
 		entry_points.assign(1, Candidate{d, entry});
 		descend(graph, query, entry_points, max_level, 0, 1, scratch, id_capacity, found);
+		/* Start layer 0 from reachable nodes only: the descent may end inside the item's own
+		 * unreachable region, whose links never lead out of it. */
+		entry_points.erase(std::remove_if(entry_points.begin(), entry_points.end(),
+										  [&](const Candidate &c) { return !accept_reached(c.id); }),
+						   entry_points.end());
+		entry_points.push_back(Candidate{d, entry});
 		search_layer(graph, query, entry_points, ef, 0, accept_reached, scratch, id_capacity, found);
 		bool linked = false;
 		for (const Candidate &c : found) {

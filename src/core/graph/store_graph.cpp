@@ -56,6 +56,7 @@ BulkLoader::add(HeapTid tid, const uint8_t *vector)
 		for (size_t i = 0; i < sum_.size(); i++)
 			sum_[i] += floats[i];
 	}
+	hashes_.emplace_back(vector_hash(vector, vector_bytes_), id);
 	block_.insert(block_.end(), vector, vector + vector_bytes_);
 	if (block_.size() == kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_) {
 		full_blocks_.push_back(std::move(block_));
@@ -145,7 +146,7 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 				writer.put_centroid(std::vector<float>(dims, 0.0f));
 		} else if (meta.params.dims != dims) {
 			throw Error(ErrorCode::DimensionMismatch,
-						format("expected %u dimensions, not %u", meta.params.dims, dims));
+						wrong_dimension_message(meta.params.metric, meta.params.dims, dims));
 		}
 		traversal_ = Traversal::of(meta);
 		std::vector<uint8_t> code(traversal_.codes ? meta.code_bytes : 0);
@@ -163,6 +164,16 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 			uint32_t existing;
 			if (writer.item_for_tid(item.tid, &existing))
 				continue;
+			added++;
+			/* An identical vector already indexed: the row joins its item, no new node. */
+			ItemRecord record;
+			uint32_t twin = writer.find_identical(item.vector, kMaxTidsPerItem, &record);
+			if (twin != kNoItem) {
+				record.tids.push_back(item.tid);
+				writer.put_item(twin, record);
+				writer.put_tid(item.tid, twin);
+				continue;
+			}
 			if (meta.next_item == kNoItem)
 				throw Error(ErrorCode::LimitExceeded, "hannoy index ran out of item ids", "",
 							"REINDEX the index to renumber its items.");
@@ -174,11 +185,12 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 										 store_.centroid().data(), dims, code.data());
 				writer.put_code(id, code.data());
 			}
-			ItemRecord record;
+			record = ItemRecord();
 			record.level = level;
 			record.tids.push_back(item.tid);
 			writer.put_item(id, record);
 			writer.put_tid(item.tid, id);
+			writer.put_hash(vector_hash(item.vector, meta.vector_bytes), id);
 			assigned.push_back(Assigned{id, level, item.vector});
 		}
 		/* Link using the stored copies: aligned, and what later searches will compare. */
@@ -188,7 +200,6 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 		meta.live_items += assigned.size();
 		meta.seq++;
 		writer.put_meta(meta);
-		added = assigned.size();
 	});
 	return added;
 }
@@ -397,6 +408,9 @@ delete_tids(IndexStore &store, const std::vector<HeapTid> &tids)
 				writer.put_item(id, item);
 				continue;
 			}
+			const uint8_t *vector = writer.vector(id);
+			if (vector != nullptr)
+				writer.delete_hash(vector_hash(vector, meta.vector_bytes), id);
 			writer.delete_item(id);
 			tombstones.add(id);
 			meta.live_items--;
@@ -423,7 +437,7 @@ ScanCursor::ScanCursor(const IndexMeta &meta, const std::vector<float> &centroid
 	/* Same words as the distance operators, which a sequential scan would run. */
 	if (meta.params.dims != 0 && meta.params.dims != dims)
 		throw Error(ErrorCode::DimensionMismatch,
-					format("different vector dimensions %u and %u", meta.params.dims, dims));
+					different_dimensions_message(meta.params.metric, meta.params.dims, dims));
 	if (meta.params.dims == 0)
 		return; /* empty index: nothing to find */
 	std::memcpy(query_.data(), query, exact_.bytes());

@@ -64,6 +64,7 @@ public:
 		return space_.distance(va, vb);
 	}
 	void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) { reader_.links(id, layer, out); }
+	Metric metric() const { return space_.metric(); }
 
 private:
 	StoreReader &reader_;
@@ -87,6 +88,8 @@ public:
 	uint32_t count() const { return next_id_; }
 	/// Mean of the vectors added so far (the centroid of binary codes).
 	std::vector<float> mean() const;
+	/// (hash of the stored vector, id) of every item added, in id order.
+	std::vector<std::pair<uint64_t, uint32_t>> &hashes() { return hashes_; }
 
 private:
 	void flush(bool final);
@@ -103,6 +106,7 @@ private:
 	uint32_t first_full_block_ = 0;
 	std::vector<std::pair<HeapTid, uint32_t>> pending_;
 	std::vector<double> sum_;
+	std::vector<std::pair<uint64_t, uint32_t>> hashes_;
 };
 
 /// An item to insert: its heap row and its stored-form vector.
@@ -118,8 +122,9 @@ public:
 	explicit Inserter(IndexStore &store);
 
 	/// Inserts the items, all of `dims` dimensions, in one write transaction. TIDs already
-	/// indexed are skipped (inserts are idempotent). The first vector of an index built empty
-	/// fixes its dimension; any other dimension is an error. Returns how many were added.
+	/// indexed are skipped (inserts are idempotent); a vector identical to an indexed one joins
+	/// that item instead of becoming a new node. The first vector of an index built empty fixes
+	/// its dimension; any other dimension is an error. Returns how many TIDs were added.
 	size_t insert(const std::vector<NewItem> &items, uint32_t dims);
 
 private:

@@ -88,6 +88,26 @@ verify_store(IndexStore &store, bool check_reachability)
 						  draw_level(meta.level_seed, id, m));
 		}
 	}
+	/* Hashes: exactly one entry per live item, under the hash of its vector. */
+	{
+		uint64_t entries = 0;
+		lmdb::Cursor cursor(txn, store.hashes_dbi());
+		MDB_val k, v;
+		for (bool ok = cursor.seek(nullptr, 0, &k, &v); ok; ok = cursor.next(&k, &v)) {
+			uint64_t hash;
+			uint32_t id;
+			decode_hash_key(k.mv_data, k.mv_size, &hash, &id);
+			entries++;
+			const uint8_t *vector = reader.vector(id);
+			if (levels.find(id) == levels.end())
+				r.problem("hash entry of item %u, which is not a live item", id);
+			else if (vector == nullptr || vector_hash(vector, meta.vector_bytes) != hash)
+				r.problem("hash entry of item %u does not match its vector", id);
+		}
+		if (entries != report.items)
+			r.problem("%llu hash entries for %llu live items", static_cast<unsigned long long>(entries),
+					  static_cast<unsigned long long>(report.items));
+	}
 	if (report.items != meta.live_items)
 		r.problem("meta counts %llu live items, found %llu", static_cast<unsigned long long>(meta.live_items),
 				  static_cast<unsigned long long>(report.items));

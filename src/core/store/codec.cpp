@@ -281,6 +281,46 @@ block_key(uint32_t block)
 	return item_key(block);
 }
 
+std::array<uint8_t, 12>
+hash_key(uint64_t hash, uint32_t id)
+{
+	std::array<uint8_t, 12> key;
+	put_be32(key.data(), static_cast<uint32_t>(hash >> 32));
+	put_be32(key.data() + 4, static_cast<uint32_t>(hash));
+	put_be32(key.data() + 8, id);
+	return key;
+}
+
+void
+decode_hash_key(const void *data, size_t size, uint64_t *hash, uint32_t *id)
+{
+	if (size != 12)
+		corrupted("hashes key has the wrong size");
+	const uint8_t *p = static_cast<const uint8_t *>(data);
+	*hash = (static_cast<uint64_t>(get_be32(p)) << 32) | get_be32(p + 4);
+	*id = get_be32(p + 8);
+}
+
+uint64_t
+vector_hash(const uint8_t *bytes, size_t size)
+{
+	/* Eight bytes at a time through a multiply-xorshift mix; the length is mixed in too. */
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ size;
+	size_t i = 0;
+	for (; i + 8 <= size; i += 8) {
+		uint64_t word;
+		std::memcpy(&word, bytes + i, 8);
+		h = (h ^ word) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+	}
+	uint64_t tail = 0;
+	std::memcpy(&tail, bytes + i, size - i);
+	h = (h ^ tail) * 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 29;
+	h *= 0x94d049bb133111ebull;
+	return h ^ (h >> 31);
+}
+
 uint32_t
 decode_item_key(const void *data, size_t size)
 {

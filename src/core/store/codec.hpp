@@ -15,6 +15,8 @@
  *   links    item id (u32 BE), layer (u8) -> portable roaring bitmap of neighbour ids
  *   vectors  block number (u32 BE) -> vectors_per_block stored vectors, back to back
  *   codes    block number (u32 BE) -> codes_per_block binary codes (binary quantization only)
+ *   hashes   hash of a stored vector (u64 BE), item id (u32 BE) -> empty: finds an item with an
+ *            identical vector, so identical rows share one graph node (an item lists several TIDs)
  */
 #pragma once
 
@@ -113,10 +115,19 @@ std::array<uint8_t, 4> item_key(uint32_t id);
 std::array<uint8_t, 5> link_key(uint32_t id, uint8_t layer);
 std::array<uint8_t, 6> tid_key(HeapTid tid);
 std::array<uint8_t, 4> block_key(uint32_t block);
+std::array<uint8_t, 12> hash_key(uint64_t hash, uint32_t id);
 uint32_t decode_item_key(const void *data, size_t size);
 HeapTid decode_tid_key(const void *data, size_t size);
 /// Splits a links key; throws Corrupted on a wrong size.
 void decode_link_key(const void *data, size_t size, uint32_t *id, uint8_t *layer);
+/// Splits a hashes key; throws Corrupted on a wrong size.
+void decode_hash_key(const void *data, size_t size, uint64_t *hash, uint32_t *id);
+
+/// Hash of a stored vector's bytes (64 bits, well mixed; not cryptographic).
+uint64_t vector_hash(const uint8_t *bytes, size_t size);
+
+/// Most heap TIDs one item holds; identical rows beyond it get their own item.
+constexpr size_t kMaxTidsPerItem = 256;
 
 /// Bytes reserved at the start of every vector block. Overflow records start 16 bytes into
 /// their first page, so after this header the vectors start on a 64-byte boundary, and

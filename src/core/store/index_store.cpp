@@ -49,8 +49,8 @@ IndexStore::open_databases(bool create)
 	struct {
 		const char *name;
 		MDB_dbi *dbi;
-	} databases[] = {{"meta", &meta_},   {"items", &items_},     {"tids", &tids_},
-					 {"links", &links_}, {"vectors", &vectors_}, {"codes", &codes_}};
+	} databases[] = {{"meta", &meta_},       {"items", &items_}, {"tids", &tids_},    {"links", &links_},
+					 {"vectors", &vectors_}, {"codes", &codes_}, {"hashes", &hashes_}};
 	for (auto &db : databases) {
 		int rc = mdb_dbi_open(txn.raw(), db.name, flags, db.dbi);
 		if (rc == MDB_NOTFOUND)
@@ -296,6 +296,28 @@ StoreReader::centroid() const
 	return centroid;
 }
 
+uint32_t
+StoreReader::find_identical(const uint8_t *vector, size_t max_tids, ItemRecord *item)
+{
+	const size_t bytes = geometry_.vector_bytes;
+	const uint64_t hash = vector_hash(vector, bytes);
+	auto key = hash_key(hash, 0);
+	lmdb::Cursor cursor(txn_, store_.hashes_dbi());
+	MDB_val k, v;
+	for (bool ok = cursor.seek(key.data(), key.size(), &k, &v); ok; ok = cursor.next(&k, &v)) {
+		uint64_t found_hash;
+		uint32_t id;
+		decode_hash_key(k.mv_data, k.mv_size, &found_hash, &id);
+		if (found_hash != hash)
+			break;
+		const uint8_t *stored = this->vector(id);
+		if (stored != nullptr && std::memcmp(stored, vector, bytes) == 0 && this->item(id, item) &&
+			item->tids.size() < max_tids)
+			return id;
+	}
+	return kNoItem;
+}
+
 StoreWriter::StoreWriter(IndexStore &store, lmdb::Txn &txn) : StoreReader(store, txn)
 {
 	if (txn.read_only())
@@ -403,6 +425,20 @@ StoreWriter::put_centroid(const std::vector<float> &centroid)
 	txn_.put(store_.meta_dbi(), kCentroidKey, sizeof(kCentroidKey) - 1, centroid.data(),
 			 centroid.size() * sizeof(float));
 	store_.set_cached_centroid(centroid);
+}
+
+void
+StoreWriter::put_hash(uint64_t hash, uint32_t id, unsigned flags)
+{
+	auto key = hash_key(hash, id);
+	txn_.put(store_.hashes_dbi(), key.data(), key.size(), nullptr, 0, flags);
+}
+
+void
+StoreWriter::delete_hash(uint64_t hash, uint32_t id)
+{
+	auto key = hash_key(hash, id);
+	txn_.del(store_.hashes_dbi(), key.data(), key.size());
 }
 
 void

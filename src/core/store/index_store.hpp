@@ -45,6 +45,7 @@ public:
 	MDB_dbi links_dbi() const { return links_; }
 	MDB_dbi vectors_dbi() const { return vectors_; }
 	MDB_dbi codes_dbi() const { return codes_; }
+	MDB_dbi hashes_dbi() const { return hashes_; }
 
 	/// Meta as read when the file was opened or last written by this process. Geometry and
 	/// parameters never change after creation; counters may be stale.
@@ -81,7 +82,7 @@ private:
 	void open_databases(bool create);
 
 	std::unique_ptr<lmdb::Env> env_;
-	MDB_dbi meta_ = 0, items_ = 0, tids_ = 0, links_ = 0, vectors_ = 0, codes_ = 0;
+	MDB_dbi meta_ = 0, items_ = 0, tids_ = 0, links_ = 0, vectors_ = 0, codes_ = 0, hashes_ = 0;
 	IndexMeta meta_cache_;
 	std::vector<float> centroid_;
 	uint64_t map_generation_ = 1;
@@ -114,6 +115,9 @@ public:
 	Bitmap tombstones() const;
 	/// The centroid record; empty when absent.
 	std::vector<float> centroid() const;
+	/// A live item whose stored vector equals `vector` byte for byte and that holds fewer
+	/// than `max_tids` heap TIDs (its record is read into `item`), or kNoItem.
+	uint32_t find_identical(const uint8_t *vector, size_t max_tids, ItemRecord *item);
 
 	/// Calls fn(tid, item) for every indexed TID with key >= from, in TID order, until fn
 	/// returns false. Returns the number visited.
@@ -164,6 +168,8 @@ public:
 	void delete_links(uint32_t id, uint8_t layer);
 	void put_tombstones(const Bitmap &tombstones);
 	void put_centroid(const std::vector<float> &centroid);
+	void put_hash(uint64_t hash, uint32_t id, unsigned flags = 0);
+	void delete_hash(uint64_t hash, uint32_t id);
 
 private:
 	void put_slot(MDB_dbi dbi, uint32_t per_block, uint32_t item_bytes, uint32_t id, const void *bytes);
