@@ -47,6 +47,7 @@ sample_meta()
 	meta.next_item = 60000;
 	meta.entry_point = 42;
 	meta.max_level = 4;
+	meta.max_norm = 2.5f;
 	meta.live_items = 59990;
 	meta.tombstoned_items = 10;
 	meta.seq = 7;
@@ -74,8 +75,9 @@ TEST(Codec, MetaGoldenBytes)
 						  "0df0fecaefbeadde" /* level seed */
 						  "60ea0000"
 						  "2a000000"
-						  "04"             /* next item, entry point, max level */
-						  "00000000000000" /* reserved */
+						  "04" /* next item, entry point, max level */
+						  "000000"
+						  "00002040" /* reserved, max norm 2.5f */
 						  "56ea000000000000"
 						  "0a00000000000000"
 						  "0700000000000000");
@@ -94,6 +96,7 @@ TEST(Codec, MetaRoundTrip)
 	EXPECT_EQ(back.level_seed, meta.level_seed);
 	EXPECT_EQ(back.entry_point, 42u);
 	EXPECT_EQ(back.max_level, 4);
+	EXPECT_EQ(back.max_norm, 2.5f);
 	EXPECT_EQ(back.live_items, 59990u);
 	EXPECT_EQ(back.seq, 7u);
 }

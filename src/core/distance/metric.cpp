@@ -4,6 +4,7 @@
  */
 #include "metric.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -74,6 +75,24 @@ first_non_finite(const float *values, uint32_t dims) noexcept
 		if (!std::isfinite(values[i]))
 			return i;
 	return -1;
+}
+
+Space
+Space::augmented_inner_product(uint32_t dims, float max_norm)
+{
+	Space space(Metric::InnerProduct, dims);
+	space.augmented_ = true;
+	space.max_norm_sq_ = max_norm * max_norm;
+	return space;
+}
+
+float
+Space::augmented_distance(const float *a, const float *b) const
+{
+	float extra_a = std::sqrt(std::max(0.0f, max_norm_sq_ - kernels_->dot(a, a, dims_)));
+	float extra_b = std::sqrt(std::max(0.0f, max_norm_sq_ - kernels_->dot(b, b, dims_)));
+	float d = extra_a - extra_b;
+	return kernels_->l2_squared(a, b, dims_) + d * d;
 }
 
 void

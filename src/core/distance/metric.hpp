@@ -59,7 +59,19 @@ class Space
 public:
 	Space(Metric metric, uint32_t dims);
 
+	/// The space an inner-product graph is built in: the maximum inner product search reduces
+	/// to euclidean search (Bachrach et al., 2014) by mapping every item x to
+	/// [x, sqrt(M^2 - |x|^2)] with M the largest norm, and a query q to [q, 0], since then
+	/// |q' - x'|^2 = |q|^2 + M^2 - 2 q.x ranks exactly like -q.x. Searches keep ranking by
+	/// -q.x; only distances between items, used to build the graph, need the augmented
+	/// coordinate, so the graph is a proper metric one. Items with a norm above M (inserted
+	/// after the build raised nothing yet) get a zero extra coordinate.
+	static Space augmented_inner_product(uint32_t dims, float max_norm);
+
 	Metric metric() const { return metric_; }
+	/// True when a vector's distance to itself is 0 (all but plain inner product), so that a
+	/// distance of 0 means a duplicate.
+	bool zero_is_duplicate() const { return metric_ != Metric::InnerProduct || augmented_; }
 	uint32_t dims() const { return dims_; }
 	/// Bytes of one stored vector.
 	size_t bytes() const { return bytes_; }
@@ -73,6 +85,8 @@ public:
 		case Metric::Cosine:
 			return 1.0f - kernels_->dot(static_cast<const float *>(a), static_cast<const float *>(b), dims_);
 		case Metric::InnerProduct:
+			if (augmented_)
+				return augmented_distance(static_cast<const float *>(a), static_cast<const float *>(b));
 			return -kernels_->dot(static_cast<const float *>(a), static_cast<const float *>(b), dims_);
 		case Metric::L1:
 			return kernels_->l1(static_cast<const float *>(a), static_cast<const float *>(b), dims_);
@@ -84,10 +98,14 @@ public:
 	}
 
 private:
+	float augmented_distance(const float *a, const float *b) const;
+
 	Metric metric_;
 	uint32_t dims_;
 	size_t bytes_;
 	const simd::Kernels *kernels_;
+	bool augmented_ = false;
+	float max_norm_sq_ = 0.0f;
 };
 
 /// Checks a float vector for an index of this metric and writes its stored form into `out`

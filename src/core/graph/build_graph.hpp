@@ -64,7 +64,7 @@ public:
 		return true;
 	}
 	float distance_between(uint32_t a, uint32_t b) const { return space_.distance(vectors_[a], vectors_[b]); }
-	Metric metric() const { return space_.metric(); }
+	bool zero_is_duplicate() const { return space_.zero_is_duplicate(); }
 	void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const;
 	const void *vector(uint32_t id) const { return vectors_[id]; }
 	/// Sets slot `slot` of item `target`'s layer-0 list (slot == its size: appends).

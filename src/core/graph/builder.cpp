@@ -145,7 +145,15 @@ IndexBuilder::finish(const Progress &progress)
 	uint32_t n = loader_.count();
 	std::vector<uint8_t> present = fold_duplicates();
 	uint32_t live = static_cast<uint32_t>(std::count(present.begin(), present.end(), 1));
-	Traversal traversal = Traversal::of(meta);
+	if (meta.params.metric == Metric::InnerProduct) {
+		lmdb::run_write(store_.env(), [&](lmdb::Txn &txn) {
+			StoreWriter writer(store_, txn);
+			IndexMeta updated = writer.meta();
+			updated.max_norm = loader_.max_norm();
+			writer.put_meta(updated);
+		});
+	}
+	Traversal traversal = Traversal::for_construction(store_.cached_meta());
 	if (traversal.codes && n > 0)
 		write_codes();
 	BuildGraph graph(traversal.space, meta.params.m, meta.params.ef_construction, meta.level_seed);

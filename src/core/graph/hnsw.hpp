@@ -7,7 +7,7 @@
  *   bool distance_to(const void *query, uint32_t id, float *out)  // false: item has no vector
  *   float distance_between(uint32_t a, uint32_t b)
  *   void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out)  // appends
- *   Metric metric()  // of the distances above
+ *   bool zero_is_duplicate()  // whether distance 0 means identical vectors
  */
 #pragma once
 
@@ -240,7 +240,7 @@ select_neighbors(Graph &graph, const std::vector<Candidate> &candidates, uint32_
 	out.clear();
 	/* Only where a vector's distance to itself is 0 does 0 mean "duplicate"; the inner
 	 * product's stand-in (negative dot product) is below 0 for ordinary neighbours. */
-	const bool zero_means_duplicate = graph.metric() != Metric::InnerProduct;
+	const bool zero_means_duplicate = graph.zero_is_duplicate();
 	uint32_t duplicates = 0;
 	for (const Candidate &c : candidates) {
 		if (out.size() >= max_neighbors)

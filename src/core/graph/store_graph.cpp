@@ -4,6 +4,7 @@
 #include "store_graph.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "../pure_cpp.hpp"
@@ -24,6 +25,7 @@ BulkLoader::BulkLoader(IndexStore &store)
 {
 	if (store.cached_meta().params.quantization == Quantization::Binary)
 		sum_.assign(store.cached_meta().params.dims, 0.0);
+	track_norm_ = store.cached_meta().params.metric == Metric::InnerProduct;
 	start_block();
 }
 
@@ -57,6 +59,13 @@ BulkLoader::add(HeapTid tid, const uint8_t *vector)
 			sum_[i] += floats[i];
 	}
 	hashes_.emplace_back(vector_hash(vector, vector_bytes_), id);
+	if (track_norm_) {
+		const float *floats = reinterpret_cast<const float *>(vector);
+		float norm_sq = 0.0f;
+		for (uint32_t i = 0; i < vector_bytes_ / sizeof(float); i++)
+			norm_sq += floats[i] * floats[i];
+		max_norm_sq_ = std::max(max_norm_sq_, norm_sq);
+	}
 	block_.insert(block_.end(), vector, vector + vector_bytes_);
 	if (block_.size() == kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_) {
 		full_blocks_.push_back(std::move(block_));
@@ -148,7 +157,13 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 			throw Error(ErrorCode::DimensionMismatch,
 						wrong_dimension_message(meta.params.metric, meta.params.dims, dims));
 		}
-		traversal_ = Traversal::of(meta);
+		if (meta.params.metric == Metric::InnerProduct) {
+			/* Items beyond the largest norm so far raise it, for this batch and later ones. */
+			Space ip(Metric::InnerProduct, dims);
+			for (const NewItem &item : items)
+				meta.max_norm = std::max(meta.max_norm, std::sqrt(-ip.distance(item.vector, item.vector)));
+		}
+		traversal_ = Traversal::for_construction(meta);
 		std::vector<uint8_t> code(traversal_.codes ? meta.code_bytes : 0);
 		Bitmap tombstones = writer.tombstones();
 		added = 0;
@@ -361,7 +376,7 @@ count_unreachable(IndexStore &store)
 	IndexMeta meta = reader.meta();
 	if (meta.entry_point == kNoItem || meta.params.dims == 0)
 		return 0;
-	RepairGraph graph(reader, nullptr, Traversal::of(meta));
+	RepairGraph graph(reader, nullptr, Traversal::for_construction(meta));
 	return connect_unreachable(graph, live_items(reader), meta.entry_point, meta.max_level,
 							   2u * meta.params.m, meta.params.ef_construction, meta.next_item, true);
 }
@@ -375,7 +390,7 @@ repair_reachability(IndexStore &store)
 		IndexMeta meta = writer.meta();
 		if (meta.entry_point == kNoItem || meta.params.dims == 0)
 			return;
-		RepairGraph graph(writer, &writer, Traversal::of(meta));
+		RepairGraph graph(writer, &writer, Traversal::for_construction(meta));
 		added = connect_unreachable(graph, live_items(writer), meta.entry_point, meta.max_level,
 									2u * meta.params.m, meta.params.ef_construction, meta.next_item);
 		if (added > 0) {

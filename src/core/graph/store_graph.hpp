@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -27,11 +28,20 @@ struct Traversal {
 	Space space; ///< distances between traversal vectors
 	bool codes;  ///< walk binary codes instead of full vectors
 
+	/// How searches walk the graph.
 	static Traversal of(const IndexMeta &meta)
 	{
 		if (meta.params.quantization == Quantization::Binary)
 			return Traversal{binary_code_space(meta.params.dims), true};
 		return Traversal{Space(meta.params.metric, meta.params.dims), false};
+	}
+	/// How the graph is built: as searches walk it, except that inner product graphs are
+	/// built in the augmented euclidean space (see Space::augmented_inner_product).
+	static Traversal for_construction(const IndexMeta &meta)
+	{
+		if (meta.params.metric == Metric::InnerProduct && meta.params.quantization == Quantization::None)
+			return Traversal{Space::augmented_inner_product(meta.params.dims, meta.max_norm), false};
+		return of(meta);
 	}
 };
 
@@ -64,7 +74,7 @@ public:
 		return space_.distance(va, vb);
 	}
 	void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) { reader_.links(id, layer, out); }
-	Metric metric() const { return space_.metric(); }
+	bool zero_is_duplicate() const { return space_.zero_is_duplicate(); }
 
 private:
 	StoreReader &reader_;
@@ -88,6 +98,8 @@ public:
 	uint32_t count() const { return next_id_; }
 	/// Mean of the vectors added so far (the centroid of binary codes).
 	std::vector<float> mean() const;
+	/// Largest norm of the vectors added so far (inner product indexes only, else 0).
+	float max_norm() const { return std::sqrt(max_norm_sq_); }
 	/// (hash of the stored vector, id) of every item added, in id order.
 	std::vector<std::pair<uint64_t, uint32_t>> &hashes() { return hashes_; }
 
@@ -107,6 +119,8 @@ private:
 	std::vector<std::pair<HeapTid, uint32_t>> pending_;
 	std::vector<double> sum_;
 	std::vector<std::pair<uint64_t, uint32_t>> hashes_;
+	bool track_norm_ = false;
+	float max_norm_sq_ = 0.0f;
 };
 
 /// An item to insert: its heap row and its stored-form vector.

@@ -104,7 +104,8 @@ get_be32(const uint8_t *p)
  *  48 creator_xid u32 | 52 metric u8 | 53 quantization u8 | 54 m u16 | 56 ef_construction u16
  *  58 reserved u16 | 60 dims u32 | 64 vector_bytes u32 | 68 vectors_per_block u32
  *  72 code_bytes u32 | 76 codes_per_block u32 | 80 level_seed u64 | 88 next_item u32
- *  92 entry_point u32 | 96 max_level u8 | 97 reserved[7] | 104 live_items u64
+ *  92 entry_point u32 | 96 max_level u8 | 97 reserved u8 | 98 reserved u16 | 100 max_norm f32
+ * 104 live_items u64
  * 112 tombstoned_items u64 | 120 seq u64
  */
 std::string
@@ -137,8 +138,11 @@ encode_meta(const IndexMeta &meta)
 	w.u32(meta.next_item);
 	w.u32(meta.entry_point);
 	w.u8(meta.max_level);
-	for (int i = 0; i < 7; i++)
-		w.u8(0);
+	w.u8(0);
+	w.u16(0);
+	uint32_t norm_bits;
+	std::memcpy(&norm_bits, &meta.max_norm, sizeof(norm_bits));
+	w.u32(norm_bits);
 	w.u64(meta.live_items);
 	w.u64(meta.tombstoned_items);
 	w.u64(meta.seq);
@@ -188,8 +192,10 @@ decode_meta(const void *data, size_t size)
 	meta.next_item = r.u32();
 	meta.entry_point = r.u32();
 	meta.max_level = r.u8();
-	for (int i = 0; i < 7; i++)
-		r.u8();
+	r.u8();
+	r.u16();
+	uint32_t norm_bits = r.u32();
+	std::memcpy(&meta.max_norm, &norm_bits, sizeof(norm_bits));
 	meta.live_items = r.u64();
 	meta.tombstoned_items = r.u64();
 	meta.seq = r.u64();

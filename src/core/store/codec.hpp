@@ -88,6 +88,7 @@ struct IndexMeta {
 	uint32_t next_item = 0;  ///< next item id to assign; ids are never reused
 	uint32_t entry_point = kNoItem;
 	uint8_t max_level = 0;         ///< level of the entry point
+	float max_norm = 0.0f;         ///< largest vector norm (inner product graphs are built with it)
 	uint64_t live_items = 0;       ///< items with at least one heap TID
 	uint64_t tombstoned_items = 0; ///< deleted items whose links may still exist
 	uint64_t seq = 0;              ///< incremented by every committed change

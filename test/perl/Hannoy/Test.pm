@@ -8,7 +8,7 @@ use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 use Test::More;
 
-our @EXPORT = qw(hannoy_node create_gaussian_mixture recall_at_k);
+our @EXPORT = qw(hannoy_node create_gaussian_mixture recall_at_k recall_within_distance);
 
 # A started node with hannoy preloaded and the extension created in database postgres.
 sub hannoy_node
@@ -28,15 +28,16 @@ sub hannoy_node
 
 # Creates table $table(id int primary key, v real[]) with $rows vectors of $dims dimensions
 # drawn from a seeded mixture of $clusters Gaussian blobs (unit variance around centers with
-# standard deviation 3), the shape of real embedding sets rather than uniform noise.
+# standard deviation $spread, default 3), the shape of real embedding sets rather than noise.
 sub create_gaussian_mixture
 {
-	my ($node, $table, $rows, $dims, $clusters, $seed, $first_id) = @_;
+	my ($node, $table, $rows, $dims, $clusters, $seed, $first_id, $spread) = @_;
 	$first_id //= 1;
+	$spread //= 3;
 	$node->safe_psql('postgres', qq{
 		SELECT setseed($seed);
 		CREATE TABLE IF NOT EXISTS ${table}_centers AS
-			SELECT c, array_agg((3 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))::real) AS center
+			SELECT c, array_agg(($spread * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))::real) AS center
 			FROM generate_series(1, $clusters) c, generate_series(1, $dims) d GROUP BY c;
 		CREATE TABLE IF NOT EXISTS $table (id int PRIMARY KEY, v real[]);
 		ALTER TABLE $table ALTER COLUMN v SET STORAGE PLAIN;
@@ -68,6 +69,28 @@ sub recall_at_k
 		FROM approx a JOIN exact e USING (qid);
 	};
 	return $node->safe_psql('postgres', $sql) + 0;
+}
+
+# Mean recall@k with ann-benchmarks' definition, which is fair to ties: a returned row counts
+# when its distance (operator $op) is within the true k-th distance plus a small tolerance.
+# $table has (id, v), $queries has (qid, v).
+sub recall_within_distance
+{
+	my ($node, $table, $queries, $k, $op, $settings) = @_;
+	$settings //= '';
+	return $node->safe_psql('postgres', qq{
+		$settings
+		SET enable_seqscan = off;
+		CREATE TEMP TABLE approx AS
+			SELECT q.qid, array(SELECT t.v $op q.v FROM $table t ORDER BY t.v $op q.v LIMIT $k) AS d FROM $queries q;
+		SET enable_seqscan = on;
+		SET enable_indexscan = off;
+		CREATE TEMP TABLE kth AS
+			SELECT q.qid, (SELECT t.v $op q.v FROM $table t ORDER BY t.v $op q.v OFFSET $k - 1 LIMIT 1) AS d
+			FROM $queries q;
+		SELECT avg((SELECT count(*) FROM unnest(a.d) x WHERE x <= kth.d + 1e-6 * greatest(1, abs(kth.d)))::float8 / $k)
+		FROM approx a JOIN kth USING (qid);
+	}) + 0;
 }
 
 1;
