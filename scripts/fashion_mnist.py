@@ -271,12 +271,16 @@ def run_queries(cur, statement, literals):
 
 def build_index(cur, args, data_directory):
     section("Index build")
+    options = f"m = {args.m}, ef_construction = {args.ef_construction}"
+    if args.quantization != "none":
+        options += f", quantization = '{args.quantization}'"
     print(f"  CREATE INDEX {INDEX_NAME} ON items USING hannoy (embedding real_l2_ops)")
-    print(f"      WITH (m = {args.m}, ef_construction = {args.ef_construction});")
+    print(f"      WITH ({options});")
     cur.execute(f"DROP INDEX IF EXISTS {INDEX_NAME}")
     started = time.perf_counter()
     cur.execute(f"CREATE INDEX {INDEX_NAME} ON items USING hannoy (embedding real_l2_ops) "
-                "WITH (m = %s, ef_construction = %s)", (args.m, args.ef_construction))
+                "WITH (m = %s, ef_construction = %s, quantization = %s)",
+                (args.m, args.ef_construction, args.quantization))
     build_seconds = time.perf_counter() - started
     cur.execute("SELECT file, file_bytes, metric, dimensions, items, max_level "
                 "FROM hannoy_index_info(%s)", (INDEX_NAME,))
@@ -447,6 +451,8 @@ def main():
     demo.add_argument("--m", type=positive_int, default=16, help="links per node (default: %(default)s)")
     demo.add_argument("--ef-construction", type=positive_int, default=64,
                       help="build beam width (default: %(default)s)")
+    demo.add_argument("--quantization", choices=["none", "binary"], default="none",
+                      help="index quantization (default: %(default)s)")
     demo.add_argument("--ef-search", type=positive_int, nargs="+", default=[10, 20, 40, 80],
                       help="search beam widths to measure (default: 10 20 40 80)")
     demo.add_argument("--queries", type=positive_int, default=200,
