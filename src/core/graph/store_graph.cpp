@@ -4,8 +4,10 @@
 #include "store_graph.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <unordered_map>
 
 #include "../pure_cpp.hpp"
 
@@ -164,23 +166,26 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 				meta.max_norm = std::max(meta.max_norm, std::sqrt(-ip.distance(item.vector, item.vector)));
 		}
 		traversal_ = Traversal::for_construction(meta);
-		std::vector<uint8_t> code(traversal_.codes ? meta.code_bytes : 0);
 		Bitmap tombstones = writer.tombstones();
 		added = 0;
 
-		/* Vectors first: later pointers into these blocks must not be invalidated by writes. */
-		struct Assigned {
+		/* First decide what each row becomes: a row whose vector is already indexed (or appears
+		 * earlier in this batch) joins that item; the others become new items, with
+		 * consecutive ids so their vectors can be written one block at a time. */
+		struct Fresh {
 			uint32_t id;
 			uint8_t level;
-			const uint8_t *vector;
+			ItemRecord record;
+			uint64_t hash;
 		};
-		std::vector<Assigned> assigned;
+		std::vector<Fresh> fresh;
+		std::vector<const uint8_t *> fresh_vectors;
+		std::unordered_multimap<uint64_t, size_t> fresh_by_hash;
 		for (const NewItem &item : items) {
 			uint32_t existing;
 			if (writer.item_for_tid(item.tid, &existing))
 				continue;
 			added++;
-			/* An identical vector already indexed: the row joins its item, no new node. */
 			ItemRecord record;
 			uint32_t twin = writer.find_identical(item.vector, kMaxTidsPerItem, &record);
 			if (twin != kNoItem) {
@@ -189,30 +194,63 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 				writer.put_tid(item.tid, twin);
 				continue;
 			}
+			uint64_t hash = vector_hash(item.vector, meta.vector_bytes);
+			bool joined = false;
+			auto range = fresh_by_hash.equal_range(hash);
+			for (auto it = range.first; it != range.second && !joined; ++it) {
+				Fresh &candidate = fresh[it->second];
+				if (candidate.record.tids.size() < kMaxTidsPerItem &&
+					std::memcmp(fresh_vectors[it->second], item.vector, meta.vector_bytes) == 0) {
+					candidate.record.tids.push_back(item.tid);
+					joined = true;
+				}
+			}
+			if (joined)
+				continue;
 			if (meta.next_item == kNoItem)
 				throw Error(ErrorCode::LimitExceeded, "hannoy index ran out of item ids", "",
 							"REINDEX the index to renumber its items.");
-			uint32_t id = meta.next_item++;
-			uint8_t level = draw_level(meta.level_seed, id, meta.params.m);
-			writer.put_vector(id, item.vector);
-			if (traversal_.codes) {
-				binary_quantize_centered(reinterpret_cast<const float *>(item.vector),
-										 store_.centroid().data(), dims, code.data());
-				writer.put_code(id, code.data());
-			}
-			record = ItemRecord();
-			record.level = level;
-			record.tids.push_back(item.tid);
-			writer.put_item(id, record);
-			writer.put_tid(item.tid, id);
-			writer.put_hash(vector_hash(item.vector, meta.vector_bytes), id);
-			assigned.push_back(Assigned{id, level, item.vector});
+			Fresh f;
+			f.id = meta.next_item++;
+			f.level = draw_level(meta.level_seed, f.id, meta.params.m);
+			f.record.level = f.level;
+			f.record.tids.push_back(item.tid);
+			f.hash = hash;
+			fresh_by_hash.emplace(hash, fresh.size());
+			fresh.push_back(std::move(f));
+			fresh_vectors.push_back(item.vector);
 		}
+
+		/* Then write: vectors and codes block by block, items, TIDs and hashes. Linking
+		 * afterwards only reads these blocks, so its pointers into them stay valid. */
+		if (!fresh.empty()) {
+			std::vector<uint8_t> packed(fresh.size() * meta.vector_bytes);
+			for (size_t i = 0; i < fresh.size(); i++)
+				std::memcpy(packed.data() + i * meta.vector_bytes, fresh_vectors[i], meta.vector_bytes);
+			writer.put_vectors(fresh.front().id, static_cast<uint32_t>(fresh.size()), packed.data());
+			if (traversal_.codes) {
+				std::vector<uint8_t> codes(fresh.size() * meta.code_bytes);
+				for (size_t i = 0; i < fresh.size(); i++)
+					binary_quantize_centered(reinterpret_cast<const float *>(fresh_vectors[i]),
+											 store_.centroid().data(), dims,
+											 codes.data() + i * meta.code_bytes);
+				writer.put_codes(fresh.front().id, static_cast<uint32_t>(fresh.size()), codes.data());
+			}
+		}
+		for (const Fresh &f : fresh) {
+			writer.put_item(f.id, f.record);
+			for (const HeapTid &tid : f.record.tids)
+				writer.put_tid(tid, f.id);
+			writer.put_hash(f.hash, f.id);
+		}
+
 		/* Link using the stored copies: aligned, and what later searches will compare. */
-		for (const Assigned &a : assigned)
-			link(writer, meta, tombstones, a.id, a.level,
-				 traversal_.codes ? writer.code(a.id) : writer.vector(a.id));
-		meta.live_items += assigned.size();
+		/* Counted one by one: link() starts a new graph when no live item exists yet. */
+		for (const Fresh &f : fresh) {
+			link(writer, meta, tombstones, f.id, f.level,
+				 traversal_.codes ? writer.code(f.id) : writer.vector(f.id));
+			meta.live_items++;
+		}
 		meta.seq++;
 		writer.put_meta(meta);
 	});
@@ -399,6 +437,184 @@ repair_reachability(IndexStore &store)
 		}
 	});
 	return added;
+}
+
+namespace
+{
+
+constexpr size_t kListsPerReadChunk = 20000;
+constexpr size_t kListsPerWriteChunk = 256;
+constexpr size_t kItemsPerPurgeChunk = 2000;
+
+/* The live item with the highest level, or kNoItem. */
+uint32_t
+highest_live_item(StoreReader &reader, uint8_t *level)
+{
+	uint32_t best = kNoItem;
+	*level = 0;
+	lmdb::Cursor cursor(reader.txn(), reader.store().items_dbi());
+	MDB_val k, v;
+	for (bool ok = cursor.seek(nullptr, 0, &k, &v); ok; ok = cursor.next(&k, &v)) {
+		ItemRecord item = decode_item(v.mv_data, v.mv_size);
+		if (best == kNoItem || item.level > *level) {
+			best = decode_item_key(k.mv_data, k.mv_size);
+			*level = item.level;
+		}
+	}
+	return best;
+}
+
+} // namespace
+
+RepairStats
+repair_deleted(IndexStore &store, WriteGate &gate)
+{
+	RepairStats stats;
+	Bitmap dead;
+	IndexMeta meta;
+	{
+		lmdb::Txn txn(store.env(), true);
+		StoreReader reader(store, txn);
+		meta = reader.meta();
+		dead = reader.tombstones();
+	}
+	if (dead.empty())
+		return stats;
+
+	/* 1. The entry point first, so searches never start from a node about to vanish. */
+	if (meta.entry_point != kNoItem && dead.contains(meta.entry_point)) {
+		gate.before_write();
+		lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
+			StoreWriter writer(store, txn);
+			IndexMeta current = writer.meta();
+			if (current.entry_point != kNoItem && dead.contains(current.entry_point)) {
+				current.entry_point = highest_live_item(writer, &current.max_level);
+				if (current.entry_point == kNoItem)
+					current.max_level = 0;
+				current.seq++;
+				writer.put_meta(current);
+			}
+		});
+		gate.after_write();
+		stats.entry_point_replaced = true;
+		gate.between_steps();
+	}
+
+	/* 2. Every live list that links a deleted item (read-only pass, in chunks). */
+	std::vector<std::pair<uint32_t, uint8_t>> affected;
+	std::vector<uint32_t> ids;
+	std::array<uint8_t, 5> from = link_key(0, 0);
+	for (bool more = true; more;) {
+		more = false;
+		lmdb::Txn txn(store.env(), true);
+		lmdb::Cursor cursor(txn, store.links_dbi());
+		MDB_val k, v;
+		size_t read = 0;
+		for (bool ok = cursor.seek(from.data(), from.size(), &k, &v); ok; ok = cursor.next(&k, &v)) {
+			uint32_t id;
+			uint8_t layer;
+			decode_link_key(k.mv_data, k.mv_size, &id, &layer);
+			if (read == kListsPerReadChunk) {
+				from = link_key(id, layer);
+				more = true;
+				break;
+			}
+			read++;
+			if (dead.contains(id))
+				continue;
+			ids.clear();
+			decode_portable_ids(v.mv_data, v.mv_size, ids, "links");
+			for (uint32_t n : ids) {
+				if (dead.contains(n)) {
+					affected.emplace_back(id, layer);
+					break;
+				}
+			}
+		}
+		stats.lists_read += read;
+		txn.abort();
+		gate.between_steps();
+	}
+
+	/* 3. Rebuild each affected list from its live neighbours and those of its dead ones. */
+	for (size_t start = 0; start < affected.size(); start += kListsPerWriteChunk) {
+		size_t end = std::min(affected.size(), start + kListsPerWriteChunk);
+		gate.before_write();
+		lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
+			StoreWriter writer(store, txn);
+			IndexMeta current = writer.meta();
+			StoreGraph graph(writer, Traversal::for_construction(current));
+			std::vector<uint32_t> list, theirs;
+			std::vector<Candidate> candidates, selected;
+			for (size_t i = start; i < end; i++) {
+				auto [id, layer] = affected[i];
+				list.clear();
+				if (!writer.links(id, layer, list))
+					continue;
+				std::vector<uint32_t> merged;
+				bool touched = false;
+				for (uint32_t n : list) {
+					if (!dead.contains(n)) {
+						merged.push_back(n);
+						continue;
+					}
+					touched = true;
+					theirs.clear();
+					writer.links(n, layer, theirs);
+					for (uint32_t m : theirs)
+						if (m != id && !dead.contains(m))
+							merged.push_back(m);
+				}
+				if (!touched)
+					continue;
+				std::sort(merged.begin(), merged.end());
+				merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
+				uint32_t cap = layer == 0 ? 2u * current.params.m : current.params.m;
+				if (merged.size() > cap) {
+					candidates.clear();
+					for (uint32_t n : merged)
+						candidates.push_back(Candidate{graph.distance_between(id, n), n});
+					std::sort(candidates.begin(), candidates.end(), closer);
+					select_neighbors(graph, candidates, cap, selected);
+					merged.clear();
+					for (const Candidate &c : selected)
+						merged.push_back(c.id);
+				}
+				writer.put_links(id, layer, merged.data(), merged.size());
+				stats.lists_rewritten++;
+			}
+		});
+		gate.after_write();
+		gate.between_steps();
+	}
+
+	/* 4. Nothing links the deleted items any more: remove their lists and tombstones. */
+	std::vector<uint32_t> purge = dead.to_vector();
+	for (size_t start = 0; start < purge.size(); start += kItemsPerPurgeChunk) {
+		size_t end = std::min(purge.size(), start + kItemsPerPurgeChunk);
+		gate.before_write();
+		lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
+			StoreWriter writer(store, txn);
+			IndexMeta current = writer.meta();
+			Bitmap tombstones = writer.tombstones();
+			for (size_t i = start; i < end; i++) {
+				for (uint8_t layer = 0; layer <= kMaxLevel; layer++)
+					if (!writer.delete_links_if_present(purge[i], layer))
+						break;
+				if (tombstones.contains(purge[i])) {
+					tombstones.remove(purge[i]);
+					current.tombstoned_items--;
+				}
+			}
+			writer.put_tombstones(tombstones);
+			current.seq++;
+			writer.put_meta(current);
+		});
+		gate.after_write();
+		stats.items_purged += end - start;
+		gate.between_steps();
+	}
+	return stats;
 }
 
 size_t

@@ -161,6 +161,37 @@ uint32_t count_unreachable(IndexStore &store);
 /// connect_unreachable in hnsw.hpp), in one write transaction. Returns the links added.
 uint32_t repair_reachability(IndexStore &store);
 
+/// Hooks a long maintenance task calls around each of its write transactions, so the caller
+/// can take its own lock first and check for cancellation between steps.
+class WriteGate
+{
+public:
+	virtual ~WriteGate() = default;
+	/// Before each write transaction (e.g. take the writer lock).
+	virtual void before_write() {}
+	/// After each write transaction committed (e.g. release the lock).
+	virtual void after_write() {}
+	/// Between steps, outside any transaction (cancellation, throttling).
+	virtual void between_steps() {}
+};
+
+/// What the repair of a graph around deleted items did.
+struct RepairStats {
+	uint64_t lists_read = 0;      ///< link lists scanned for links to deleted items
+	uint64_t lists_rewritten = 0; ///< lists that pointed at deleted items, rebuilt
+	uint64_t items_purged = 0;    ///< deleted items whose links were removed for good
+	bool entry_point_replaced = false;
+};
+
+/// Repairs the graph around tombstoned items and then purges them (FreshDiskANN's delete
+/// consolidation, on HNSW layers). The entry point is replaced first if it was deleted. Every
+/// list that links a deleted item is rebuilt from its live neighbours plus the live neighbours
+/// of the deleted ones, pruned with the heuristic when that is too many. Finding those lists
+/// reads every list once (sequentially, without computing a distance); the distances and
+/// writes are proportional to what was deleted. Work is done in chunks, each in its own write
+/// transaction wrapped by `gate`.
+RepairStats repair_deleted(IndexStore &store, WriteGate &gate);
+
 /// Removes heap TIDs from the index in one write transaction. An item left without TIDs is
 /// deleted and tombstoned: scans stop returning it at once, while its links stay usable for
 /// traversal until the graph is repaired around it. Returns the number of items deleted.

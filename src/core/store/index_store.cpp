@@ -166,6 +166,10 @@ StoreReader::StoreReader(IndexStore &store, lmdb::Txn &txn)
 			cache.generation = store.map_generation();
 		}
 		cache_ = &cache;
+	} else if (!txn.read_only()) {
+		/* A write transaction's own cache: writers keep it current when they rewrite a block
+		 * (dirty pages stay put until commit, as batches stay far below LMDB's spill limit). */
+		cache_ = &local_cache_;
 	}
 }
 
@@ -333,42 +337,65 @@ StoreWriter::put_meta(const IndexMeta &meta)
 }
 
 void
-StoreWriter::put_slot(MDB_dbi dbi, uint32_t per_block, uint32_t item_bytes, uint32_t id, const void *bytes)
+StoreWriter::put_slots(MDB_dbi dbi, std::vector<const uint8_t *> &cache, uint32_t per_block,
+					   uint32_t item_bytes, uint32_t first_id, uint32_t count, const uint8_t *bytes)
 {
-	uint32_t block = id / per_block;
-	uint32_t slot = id % per_block;
-	size_t block_bytes = kBlockHeaderBytes + static_cast<size_t>(per_block) * item_bytes;
-	auto key = block_key(block);
-	MDB_val old;
+	const size_t block_bytes = kBlockHeaderBytes + static_cast<size_t>(per_block) * item_bytes;
 	std::vector<uint8_t> copy;
-	if (txn_.get(dbi, key.data(), key.size(), &old)) {
-		if (old.mv_size != block_bytes)
-			throw Error(ErrorCode::Corrupted,
-						"hannoy index file is corrupted: vector block has the wrong size", "",
-						"REINDEX the index.");
-		/* Copy first: reserving may move the record and free the pages `old` points into. */
-		copy.assign(static_cast<const uint8_t *>(old.mv_data),
-					static_cast<const uint8_t *>(old.mv_data) + block_bytes);
-	} else {
-		copy.assign(block_bytes, 0);
+	for (uint32_t id = first_id; id < first_id + count;) {
+		uint32_t block = id / per_block;
+		uint32_t end = std::min(first_id + count, (block + 1) * per_block);
+		auto key = block_key(block);
+		MDB_val old;
+		if (txn_.get(dbi, key.data(), key.size(), &old)) {
+			if (old.mv_size != block_bytes)
+				throw Error(ErrorCode::Corrupted,
+							"hannoy index file is corrupted: vector block has the wrong size", "",
+							"REINDEX the index.");
+			/* Copy first: reserving may move the record and free the pages `old` points into. */
+			copy.assign(static_cast<const uint8_t *>(old.mv_data),
+						static_cast<const uint8_t *>(old.mv_data) + block_bytes);
+		} else {
+			copy.assign(block_bytes, 0);
+		}
+		std::memcpy(copy.data() + kBlockHeaderBytes + static_cast<size_t>(id % per_block) * item_bytes,
+					bytes + static_cast<size_t>(id - first_id) * item_bytes,
+					static_cast<size_t>(end - id) * item_bytes);
+		uint8_t *dest = static_cast<uint8_t *>(txn_.reserve(dbi, key.data(), key.size(), block_bytes));
+		std::memcpy(dest, copy.data(), block_bytes);
+		if (block >= cache.size())
+			cache.resize(static_cast<size_t>(block) + 1 + cache.size() / 2, nullptr);
+		cache[block] = dest + kBlockHeaderBytes;
+		id = end;
 	}
-	std::memcpy(copy.data() + kBlockHeaderBytes + static_cast<size_t>(slot) * item_bytes, bytes, item_bytes);
-	void *dest = txn_.reserve(dbi, key.data(), key.size(), block_bytes);
-	std::memcpy(dest, copy.data(), block_bytes);
 }
 
 void
 StoreWriter::put_vector(uint32_t id, const void *bytes)
 {
-	put_slot(store_.vectors_dbi(), geometry_.vectors_per_block, geometry_.vector_bytes, id, bytes);
+	put_vectors(id, 1, static_cast<const uint8_t *>(bytes));
 }
 
 void
 StoreWriter::put_code(uint32_t id, const void *bytes)
 {
+	put_codes(id, 1, static_cast<const uint8_t *>(bytes));
+}
+
+void
+StoreWriter::put_vectors(uint32_t first_id, uint32_t count, const uint8_t *bytes)
+{
+	put_slots(store_.vectors_dbi(), cache_->vectors, geometry_.vectors_per_block, geometry_.vector_bytes,
+			  first_id, count, bytes);
+}
+
+void
+StoreWriter::put_codes(uint32_t first_id, uint32_t count, const uint8_t *bytes)
+{
 	if (geometry_.codes_per_block == 0)
 		throw Error(ErrorCode::Internal, "binary code written to an index without quantization");
-	put_slot(store_.codes_dbi(), geometry_.codes_per_block, geometry_.code_bytes, id, bytes);
+	put_slots(store_.codes_dbi(), cache_->codes, geometry_.codes_per_block, geometry_.code_bytes, first_id,
+			  count, bytes);
 }
 
 void
@@ -439,6 +466,13 @@ StoreWriter::delete_hash(uint64_t hash, uint32_t id)
 {
 	auto key = hash_key(hash, id);
 	txn_.del(store_.hashes_dbi(), key.data(), key.size());
+}
+
+bool
+StoreWriter::delete_links_if_present(uint32_t id, uint8_t layer)
+{
+	auto key = link_key(id, layer);
+	return txn_.del(store_.links_dbi(), key.data(), key.size());
 }
 
 void

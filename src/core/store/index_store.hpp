@@ -146,6 +146,7 @@ protected:
 	lmdb::Txn &txn_;
 	const IndexMeta &geometry_;
 	IndexStore::BlockCache *cache_ = nullptr;
+	IndexStore::BlockCache local_cache_;
 };
 
 /// Typed writes inside a write transaction.
@@ -158,6 +159,10 @@ public:
 	/// Writes an item's stored vector into its block slot.
 	void put_vector(uint32_t id, const void *bytes);
 	void put_code(uint32_t id, const void *bytes);
+	/// Writes the stored vectors (or codes) of items first_id .. first_id + count - 1, given
+	/// back to back, rewriting each block once.
+	void put_vectors(uint32_t first_id, uint32_t count, const uint8_t *bytes);
+	void put_codes(uint32_t first_id, uint32_t count, const uint8_t *bytes);
 	void put_item(uint32_t id, const ItemRecord &item);
 	void delete_item(uint32_t id);
 	void put_tid(HeapTid tid, uint32_t id);
@@ -166,13 +171,16 @@ public:
 	/// `flags` may be MDB_APPEND when keys are written in increasing order.
 	void put_links(uint32_t id, uint8_t layer, const uint32_t *ids, size_t n, unsigned flags = 0);
 	void delete_links(uint32_t id, uint8_t layer);
+	/// Deletes the list of (id, layer); false when there was none.
+	bool delete_links_if_present(uint32_t id, uint8_t layer);
 	void put_tombstones(const Bitmap &tombstones);
 	void put_centroid(const std::vector<float> &centroid);
 	void put_hash(uint64_t hash, uint32_t id, unsigned flags = 0);
 	void delete_hash(uint64_t hash, uint32_t id);
 
 private:
-	void put_slot(MDB_dbi dbi, uint32_t per_block, uint32_t item_bytes, uint32_t id, const void *bytes);
+	void put_slots(MDB_dbi dbi, std::vector<const uint8_t *> &cache, uint32_t per_block, uint32_t item_bytes,
+				   uint32_t first_id, uint32_t count, const uint8_t *bytes);
 	std::vector<uint32_t> sort_buffer_;
 };
 
