@@ -132,4 +132,13 @@ void init_storage_lifecycle();
 void lock_index_writer(Relation index);
 void unlock_index_writer(Relation index);
 
+/* ---- Inserts ------------------------------------------------------------------------------ */
+
+/// Links the rows this backend has buffered for the index (before it reads the index).
+void flush_pending_inserts(Relation index);
+/// Drops this backend's buffered rows of an index that is being rebuilt from its heap.
+void discard_pending_inserts(Oid index_oid);
+/// Installs the transaction callback and executor hook that flush buffered rows (_PG_init).
+void init_insert_buffering();
+
 } // namespace hannoy::pg

@@ -316,6 +316,7 @@ _PG_init(void)
 						 validate_quantization, AccessExclusiveLock);
 
 	init_storage_lifecycle();
+	init_insert_buffering();
 	/* Pick the distance kernels now, in the postmaster, so every backend inherits the choice. */
 	hannoy::simd::active_kernels();
 }

@@ -1,15 +1,26 @@
 /*
- * hannoy_insert.cpp: aminsert.
+ * hannoy_insert.cpp: aminsert, with inserts buffered per backend and linked in batches.
  *
- * Each insert links the new vector into the graph in one LMDB write transaction, taken under
- * the index's writer lock (a PostgreSQL lock: cancellable, deadlock-checked, visible in
- * pg_locks). The backend's WAL is flushed first, so the entry never becomes durable before
- * the heap tuple it points to: after a crash, a TID in the index never names a row that was
- * lost and whose slot could be reused.
+ * LMDB has one writer per file, and linking a vector is the expensive part of an insert, so a
+ * backend collects the rows it inserts into an index and links them in one LMDB write
+ * transaction per batch. A batch is flushed:
+ *  - when it holds kFlushRows rows or kFlushBytes of vectors;
+ *  - before this backend scans the index (it reads its own writes);
+ *  - before a parallel plan starts (its workers read the index file, not this buffer);
+ *  - at pre-commit and pre-prepare, so a committed row always has its index entry.
+ * An aborted transaction's buffer is dropped; rows of aborted subtransactions are flushed like
+ * any dead tuple's entry and removed by VACUUM. Each flush takes the index's writer lock (a
+ * PostgreSQL lock: cancellable, deadlock-checked, visible in pg_locks) before LMDB's own, and
+ * flushes the backend's WAL first, so an entry never becomes durable before its row.
  */
 #include "hannoy.hpp"
 
+#include <unordered_map>
 #include <vector>
+
+extern "C" {
+#include "executor/executor.h"
+}
 
 #include "core/graph/store_graph.hpp"
 
@@ -19,32 +30,166 @@ namespace hannoy::pg
 namespace
 {
 
-void
-insert_vector(Relation index, Datum value, ItemPointer tid, Relation heap)
+/* A batch of one index: up to this many rows, or this many bytes of vectors. */
+constexpr size_t kFlushRows = 5000;
+constexpr size_t kFlushBytes = size_t(32) << 20;
+
+struct PendingIndex {
+	Metric metric = Metric::L2;
+	uint32_t dims = 0;
+	bool heap_needs_wal = true;
+	std::vector<uint8_t> vectors; /* stored forms, back to back */
+	std::vector<HeapTid> tids;
+};
+
+/* This transaction's buffers, by index OID. Heap-allocated: no static destructor at exit. */
+std::unordered_map<Oid, PendingIndex> *pending = nullptr;
+ExecutorStart_hook_type previous_executor_start = nullptr;
+
+std::unordered_map<Oid, PendingIndex> &
+buffers()
 {
+	if (pending == nullptr)
+		pending = new std::unordered_map<Oid, PendingIndex>();
+	return *pending;
+}
+
+void
+flush(Relation index, PendingIndex &batch)
+{
+	if (batch.tids.empty())
+		return;
+	IndexStore &store = open_index_store(index);
+	std::vector<NewItem> items;
+	items.reserve(batch.tids.size());
+	size_t bytes = vector_bytes(batch.metric, batch.dims);
+	for (size_t i = 0; i < batch.tids.size(); i++)
+		items.push_back(NewItem{batch.tids[i], batch.vectors.data() + i * bytes});
+	lock_index_writer(index);
+	if (batch.heap_needs_wal)
+		pg_call([] { XLogFlush(XactLastRecEnd); });
+	Inserter(store).insert(items, batch.dims);
+	unlock_index_writer(index);
+	batch.vectors.clear();
+	batch.tids.clear();
+}
+
+/* Flushes every buffer of this transaction (indexes dropped meanwhile are skipped). */
+void
+flush_all()
+{
+	if (pending == nullptr)
+		return;
+	for (auto &entry : *pending) {
+		if (entry.second.tids.empty())
+			continue;
+		Oid oid = entry.first;
+		bool exists = pg_call([&] { return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(oid)); });
+		if (!exists) {
+			entry.second.tids.clear();
+			entry.second.vectors.clear();
+			continue;
+		}
+		/* The transaction holds RowExclusiveLock on the index since its inserts. */
+		Relation index = pg_call([&] { return index_open(oid, RowExclusiveLock); });
+		flush(index, entry.second);
+		pg_call([&] { index_close(index, RowExclusiveLock); });
+	}
+	pending->clear();
+}
+
+void
+xact_callback(XactEvent event, void *)
+{
+	switch (event) {
+	case XACT_EVENT_PRE_COMMIT:
+	case XACT_EVENT_PRE_PREPARE:
+		hannoy_guarded([] { flush_all(); });
+		break;
+	case XACT_EVENT_COMMIT:
+	case XACT_EVENT_ABORT:
+	case XACT_EVENT_PARALLEL_ABORT:
+	case XACT_EVENT_PREPARE:
+		if (pending != nullptr)
+			pending->clear();
+		break;
+	default:
+		break;
+	}
+}
+
+void
+executor_start(QueryDesc *query, int eflags)
+{
+	if (pending != nullptr && !pending->empty() && query->plannedstmt->parallelModeNeeded)
+		hannoy_guarded([] { flush_all(); });
+	if (previous_executor_start != nullptr)
+		previous_executor_start(query, eflags);
+	else
+		standard_ExecutorStart(query, eflags);
+}
+
+void
+buffer_insert(Relation index, Datum value, ItemPointer tid, Relation heap)
+{
+	IndexStore &store = open_index_store(index);
+	PendingIndex &batch = buffers()[RelationGetRelid(index)];
+	Metric metric = store.cached_meta().params.metric;
+	uint32_t dims = store.cached_meta().params.dims;
+	if (dims == 0) {
+		/* Built empty: another backend may have fixed the dimension since we opened it. */
+		lmdb::Txn txn(store.env(), true);
+		dims = StoreReader(store, txn).meta().params.dims;
+	}
 	MemoryContext context = pg_call(
 		[] { return AllocSetContextCreate(CurrentMemoryContext, "hannoy insert", ALLOCSET_SMALL_SIZES); });
 	MemoryContext previous = MemoryContextSwitchTo(context);
-	IndexStore &store = open_index_store(index);
-	Metric metric = store.cached_meta().params.metric;
 	VectorValue vector = pg_call([&] { return vector_from_datum(value, metric); });
-	AlignedBytes stored(vector_bytes(metric, vector.dims));
-	write_stored_vector(metric, vector, stored.data());
-
-	lock_index_writer(index);
-	if (RelationNeedsWAL(heap))
-		pg_call([] { XLogFlush(XactLastRecEnd); });
-	Inserter inserter(store);
-	std::vector<NewItem> items{
-		NewItem{HeapTid{ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid)}, stored.data()}};
-	inserter.insert(items, vector.dims);
-	unlock_index_writer(index);
-
+	/* Reject a wrong size now, at the statement that inserts it, not at commit. */
+	uint32_t expected = dims != 0 ? dims : batch.dims;
+	if (expected != 0 && vector.dims != expected)
+		throw Error(ErrorCode::DimensionMismatch, wrong_dimension_message(metric, expected, vector.dims));
+	size_t bytes = vector_bytes(metric, vector.dims);
+	size_t offset = batch.vectors.size();
+	batch.vectors.resize(offset + bytes);
+	write_stored_vector(metric, vector, batch.vectors.data() + offset);
+	batch.tids.push_back(HeapTid{ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid)});
+	batch.metric = metric;
+	batch.dims = vector.dims;
+	batch.heap_needs_wal = RelationNeedsWAL(heap);
 	MemoryContextSwitchTo(previous);
-	MemoryContextDelete(context);
+	pg_call([&] { MemoryContextDelete(context); });
+
+	if (batch.tids.size() >= kFlushRows || batch.vectors.size() >= kFlushBytes)
+		flush(index, batch);
 }
 
 } // namespace
+
+void
+flush_pending_inserts(Relation index)
+{
+	if (pending == nullptr)
+		return;
+	auto it = pending->find(RelationGetRelid(index));
+	if (it != pending->end())
+		flush(index, it->second);
+}
+
+void
+discard_pending_inserts(Oid index_oid)
+{
+	if (pending != nullptr)
+		pending->erase(index_oid);
+}
+
+void
+init_insert_buffering()
+{
+	RegisterXactCallback(xact_callback, nullptr);
+	previous_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = executor_start;
+}
 
 bool
 insert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Relation heap, IndexUniqueCheck, bool,
@@ -52,7 +197,7 @@ insert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Relation he
 {
 	if (isnull[0])
 		return false; /* NULL vectors are not indexed */
-	hannoy_guarded([&] { insert_vector(index, values[0], tid, heap); });
+	hannoy_guarded([&] { buffer_insert(index, values[0], tid, heap); });
 	return false;
 }
 

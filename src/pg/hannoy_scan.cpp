@@ -64,6 +64,7 @@ start_scan(IndexScanDesc scan)
 		return AllocSetContextCreate(CurrentMemoryContext, "hannoy scan query", ALLOCSET_SMALL_SIZES);
 	});
 	MemoryContext previous = MemoryContextSwitchTo(context);
+	flush_pending_inserts(index); /* the scan sees this transaction's own rows */
 	IndexStore &store = open_index_store(index);
 	Metric metric = store.cached_meta().params.metric;
 	VectorValue query = pg_call([&] { return vector_from_datum(key->sk_argument, metric); });

@@ -22,6 +22,23 @@ namespace
 
 constexpr size_t kTidsPerChunk = 10000;
 
+/* Each write step of a repair takes the index's writer lock; between steps VACUUM can be
+ * cancelled or throttled by vacuum_cost_delay. */
+class VacuumWriteGate : public WriteGate
+{
+public:
+	explicit VacuumWriteGate(Relation index) : index_(index) {}
+	void before_write() override { lock_index_writer(index_); }
+	void after_write() override { unlock_index_writer(index_); }
+	void between_steps() override
+	{
+		pg_call([] { vacuum_delay_point(); });
+	}
+
+private:
+	Relation index_;
+};
+
 IndexBulkDeleteResult *
 bulk_delete_impl(IndexVacuumInfo *info, IndexBulkDeleteResult *stats, IndexBulkDeleteCallback callback,
 				 void *callback_state)
@@ -80,6 +97,19 @@ vacuum_cleanup_impl(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 		stats = pg_call(
 			[] { return static_cast<IndexBulkDeleteResult *>(palloc0(sizeof(IndexBulkDeleteResult))); });
 	IndexStore &store = open_index_store(info->index);
+	/* Deleted items are unlinked and their neighbours relinked to each other, so the graph
+	 * keeps its quality under churn and the file stops carrying them. */
+	VacuumWriteGate gate(info->index);
+	RepairStats repair = repair_deleted(store, gate);
+	if (repair.items_purged > 0)
+		pg_call([&] {
+			ereport(
+				info->message_level,
+				(errmsg("index \"%s\": graph repaired around %llu deleted items, %llu of %llu link lists "
+						"rewritten",
+						RelationGetRelationName(info->index), (unsigned long long)repair.items_purged,
+						(unsigned long long)repair.lists_rewritten, (unsigned long long)repair.lists_read)));
+		});
 	/* Inserts and deletions can leave live items without incoming links; relink them so that
 	 * after every VACUUM each live item can be found. */
 	if (count_unreachable(store) > 0) {
