@@ -140,7 +140,7 @@ build_index(Relation heap, Relation index, IndexInfo *info)
 	if (state.builder == nullptr)
 		create_store(state, 0);
 	state.builder->finish(report_progress);
-	uint32_t items = state.builder->count();
+	uint32_t items = state.builder->rows();
 
 	Metapage meta{};
 	meta.magic = kMetapageMagic;

@@ -1,9 +1,12 @@
 /*
- * build_graph.cpp: serial in-memory HNSW construction (Algorithm 1) and the final write.
+ * build_graph.cpp: concurrent in-region HNSW construction (Algorithm 1) and the final write.
  */
 #include "build_graph.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
+#include <cstring>
 
 #include "../pure_cpp.hpp"
 
@@ -12,66 +15,255 @@ namespace hannoy
 
 namespace
 {
+
+constexpr uint64_t kRegionMagic = 0x68616e6e6f796267ull; /* "hannoybg" */
 constexpr uint32_t kNoUpper = 0xffffffffu;
+/* Items a participant claims at once: small enough to share the end of the order evenly,
+ * large enough that the shared cursor is not a point of contention. */
+constexpr uint32_t kClaimBatch = 16;
+
+struct Layout {
+	uint64_t upper_slots = 0;
+	uint64_t levels = 0, locks = 0, count0 = 0, ids0 = 0, dists0 = 0, upper_first = 0, count_up = 0,
+			 ids_up = 0, dists_up = 0, order = 0, end = 0;
+};
+
+uint64_t
+align8(uint64_t offset)
+{
+	return (offset + 7) & ~uint64_t(7);
 }
 
-BuildGraph::BuildGraph(const Space &space, uint32_t m, uint32_t ef_construction, uint64_t level_seed)
-	: space_(space), m_(m), m0_(2 * m), ef_construction_(ef_construction), level_seed_(level_seed)
+} // namespace
+
+struct BuildGraph::Header {
+	uint64_t magic;
+	uint32_t items;
+	uint32_t m;
+	uint32_t ef_construction;
+	uint32_t order_size;
+	uint64_t level_seed;
+	uint32_t entry;
+	uint8_t max_level;
+	uint8_t reserved[3];
+	Layout layout;
+	/* Shared counters, updated with atomic builtins, each on its own cache line. */
+	alignas(64) uint32_t next_claim;
+	alignas(64) uint32_t linked;
+	uint32_t stop;
+	alignas(64) uint8_t end_of_header;
+};
+
+namespace
 {
+
+Layout
+compute_layout(const BuildGraphShape &shape, uint64_t upper_slots)
+{
+	const uint64_t n = shape.items;
+	const uint64_t m0 = 2 * uint64_t(shape.m);
+	Layout l;
+	l.upper_slots = upper_slots;
+	uint64_t at = align8(sizeof(BuildGraph::Header));
+	auto take = [&](uint64_t &field, uint64_t bytes) {
+		field = at;
+		at = align8(at + bytes);
+	};
+	take(l.levels, n);
+	take(l.locks, n);
+	take(l.count0, n);
+	take(l.ids0, n * m0 * 4);
+	take(l.dists0, n * m0 * 4);
+	take(l.upper_first, n * 4);
+	take(l.count_up, upper_slots);
+	take(l.ids_up, upper_slots * shape.m * 4);
+	take(l.dists_up, upper_slots * shape.m * 4);
+	take(l.order, n * 4);
+	l.end = at;
+	return l;
+}
+
+uint64_t
+count_upper_slots(const BuildGraphShape &shape)
+{
+	uint64_t slots = 0;
+	for (uint32_t id = 0; id < shape.items; id++)
+		slots += draw_level(shape.level_seed, id, shape.m);
+	return slots;
+}
+
+inline void
+cpu_relax()
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+} // namespace
+
+size_t
+BuildGraph::region_bytes(const BuildGraphShape &shape)
+{
+	return static_cast<size_t>(compute_layout(shape, count_upper_slots(shape)).end);
 }
 
 void
-BuildGraph::prepare(std::vector<const uint8_t *> vectors, std::vector<uint8_t> present)
+BuildGraph::initialize(void *region, size_t bytes, const BuildGraphShape &shape,
+					   const std::vector<uint8_t> &present)
 {
-	uint32_t n = static_cast<uint32_t>(vectors.size());
-	vectors_ = std::move(vectors);
-	present_ = std::move(present);
-	levels_.resize(n);
-	count0_.assign(n, 0);
-	ids0_.assign(static_cast<size_t>(n) * m0_, 0);
-	dists0_.assign(static_cast<size_t>(n) * m0_, 0.0f);
-	upper_first_.assign(n, kNoUpper);
-	size_t upper_slots = 0;
-	for (uint32_t id = 0; id < n; id++) {
-		levels_[id] = draw_level(level_seed_, id, m_);
-		if (levels_[id] > 0) {
-			upper_first_[id] = static_cast<uint32_t>(upper_slots);
-			upper_slots += levels_[id];
-		}
-	}
-	count_up_.assign(upper_slots, 0);
-	ids_up_.assign(upper_slots * m_, 0);
-	dists_up_.assign(upper_slots * m_, 0.0f);
-}
+	if (present.size() != shape.items)
+		throw Error(ErrorCode::Internal, "hannoy build graph: presence flags do not match the items");
+	if (shape.m < 2 || 2 * shape.m > 255)
+		throw Error(ErrorCode::Internal, format("hannoy build graph: m = %u is out of range", shape.m));
+	Layout layout = compute_layout(shape, count_upper_slots(shape));
+	if (bytes < layout.end)
+		throw Error(ErrorCode::Internal, format("hannoy build graph needs %llu bytes, got %zu",
+												static_cast<unsigned long long>(layout.end), bytes));
+	auto *base = static_cast<uint8_t *>(region);
+	Header *h = new (region) Header();
+	h->magic = kRegionMagic;
+	h->items = shape.items;
+	h->m = shape.m;
+	h->ef_construction = shape.ef_construction;
+	h->level_seed = shape.level_seed;
+	h->layout = layout;
+	h->entry = kNoItem;
+	h->max_level = 0;
+	h->next_claim = 0;
+	h->linked = 0;
+	h->stop = 0;
 
-std::vector<uint32_t>
-BuildGraph::insertion_order() const
-{
+	const uint32_t n = shape.items;
+	uint8_t *levels = base + layout.levels;
+	auto *upper_first = reinterpret_cast<uint32_t *>(base + layout.upper_first);
+	uint64_t slot = 0;
+	for (uint32_t id = 0; id < n; id++) {
+		levels[id] = draw_level(shape.level_seed, id, shape.m);
+		upper_first[id] = levels[id] > 0 ? static_cast<uint32_t>(slot) : kNoUpper;
+		slot += levels[id];
+	}
+	std::memset(base + layout.locks, 0, n);
+	std::memset(base + layout.count0, 0, n);
+	std::memset(base + layout.count_up, 0, layout.upper_slots);
+
+	/* The highest levels first, so upper layers exist before the crowd of layer 0 arrives,
+	 * then a seeded shuffle, so rows stored grouped (by category, by time) do not arrive as
+	 * one cluster after another. Deterministic for a given seed. */
 	std::vector<std::pair<uint64_t, uint32_t>> keys;
-	for (uint32_t id = 0; id < levels_.size(); id++) {
-		if (!present_[id])
+	for (uint32_t id = 0; id < n; id++) {
+		if (!present[id])
 			continue;
-		/* Level in the top byte (descending), then a hash of (seed, id) for the shuffle. */
-		uint64_t shuffle = mix64(~level_seed_ ^ mix64(id)) >> 8;
-		keys.emplace_back((static_cast<uint64_t>(kMaxLevel - levels_[id]) << 56) | shuffle, id);
+		uint64_t shuffle = mix64(~shape.level_seed ^ mix64(id)) >> 8;
+		keys.emplace_back((static_cast<uint64_t>(kMaxLevel - levels[id]) << 56) | shuffle, id);
 	}
 	std::sort(keys.begin(), keys.end());
-	std::vector<uint32_t> order(keys.size());
+	auto *order = reinterpret_cast<uint32_t *>(base + layout.order);
 	for (size_t i = 0; i < keys.size(); i++)
 		order[i] = keys[i].second;
-	return order;
+	h->order_size = static_cast<uint32_t>(keys.size());
+	if (!keys.empty()) {
+		h->entry = order[0];
+		h->max_level = levels[order[0]];
+	}
 }
 
-size_t
-BuildGraph::memory_bytes() const
+uint32_t
+BuildGraph::region_items(const void *region)
 {
-	return vectors_.capacity() * sizeof(void *) + levels_.capacity() + count0_.capacity() +
-		   ids0_.capacity() * 4 + dists0_.capacity() * 4 + upper_first_.capacity() * 4 +
-		   count_up_.capacity() + ids_up_.capacity() * 4 + dists_up_.capacity() * 4;
+	const Header *h = static_cast<const Header *>(region);
+	if (h->magic != kRegionMagic)
+		throw Error(ErrorCode::Internal, "hannoy build graph region is not initialized");
+	return h->items;
+}
+
+void
+BuildGraph::abandon(void *region)
+{
+	__atomic_store_n(&static_cast<Header *>(region)->stop, 1u, __ATOMIC_RELAXED);
+}
+
+bool
+BuildGraph::abandoned(const void *region)
+{
+	return __atomic_load_n(&static_cast<const Header *>(region)->stop, __ATOMIC_RELAXED) != 0;
+}
+
+BuildGraph::BuildGraph(void *region, const Space &space, std::vector<const uint8_t *> vectors)
+	: header_(static_cast<Header *>(region)), space_(space), vectors_(std::move(vectors))
+{
+	if (header_->magic != kRegionMagic || vectors_.size() != header_->items)
+		throw Error(ErrorCode::Internal, "hannoy build graph region is not initialized for these items");
+	m_ = header_->m;
+	m0_ = 2 * header_->m;
+	ef_construction_ = header_->ef_construction;
+	auto *base = static_cast<uint8_t *>(region);
+	const Layout &l = header_->layout;
+	levels_ = base + l.levels;
+	locks_ = base + l.locks;
+	count0_ = base + l.count0;
+	ids0_ = reinterpret_cast<uint32_t *>(base + l.ids0);
+	dists0_ = reinterpret_cast<float *>(base + l.dists0);
+	upper_first_ = reinterpret_cast<uint32_t *>(base + l.upper_first);
+	count_up_ = base + l.count_up;
+	ids_up_ = reinterpret_cast<uint32_t *>(base + l.ids_up);
+	dists_up_ = reinterpret_cast<float *>(base + l.dists_up);
+	order_ = reinterpret_cast<uint32_t *>(base + l.order);
+}
+
+uint32_t
+BuildGraph::size() const
+{
+	return header_->items;
+}
+
+uint32_t
+BuildGraph::to_link() const
+{
+	return header_->order_size;
+}
+
+uint32_t
+BuildGraph::linked() const
+{
+	return std::min(__atomic_load_n(&header_->linked, __ATOMIC_RELAXED), header_->order_size);
+}
+
+uint32_t
+BuildGraph::entry_point() const
+{
+	return header_->entry;
+}
+
+uint8_t
+BuildGraph::max_level() const
+{
+	return header_->max_level;
+}
+
+void
+BuildGraph::lock(uint32_t id) const
+{
+	uint8_t *flag = locks_ + id;
+	while (__atomic_test_and_set(flag, __ATOMIC_ACQUIRE)) {
+		/* Held for a list copy or a prune: spin briefly, then let the holder run. */
+		for (unsigned spins = 0; __atomic_load_n(flag, __ATOMIC_RELAXED); spins++) {
+			if (spins < 256)
+				cpu_relax();
+			else
+				sched_yield();
+		}
+	}
+}
+
+void
+BuildGraph::unlock(uint32_t id) const
+{
+	__atomic_clear(locks_ + id, __ATOMIC_RELEASE);
 }
 
 BuildGraph::List
-BuildGraph::list(uint32_t id, uint8_t layer)
+BuildGraph::list(uint32_t id, uint8_t layer) const
 {
 	if (layer == 0) {
 		size_t base = static_cast<size_t>(id) * m0_;
@@ -84,26 +276,25 @@ BuildGraph::list(uint32_t id, uint8_t layer)
 void
 BuildGraph::neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const
 {
-	if (layer == 0) {
-		size_t base = static_cast<size_t>(id) * m0_;
-		out.insert(out.end(), ids0_.begin() + base, ids0_.begin() + base + count0_[id]);
-		return;
-	}
 	if (layer > levels_[id])
 		return;
-	size_t slot = static_cast<size_t>(upper_first_[id]) + layer - 1;
-	out.insert(out.end(), ids_up_.begin() + slot * m_, ids_up_.begin() + slot * m_ + count_up_[slot]);
+	List l = list(id, layer);
+	lock(id);
+	out.insert(out.end(), l.ids, l.ids + *l.count);
+	unlock(id);
 }
 
 void
 BuildGraph::set_list(uint32_t id, uint8_t layer, const std::vector<Candidate> &selected)
 {
 	List l = list(id, layer);
-	*l.count = static_cast<uint8_t>(selected.size());
+	lock(id);
 	for (size_t i = 0; i < selected.size(); i++) {
 		l.ids[i] = selected[i].id;
 		l.dists[i] = selected[i].dist;
 	}
+	*l.count = static_cast<uint8_t>(selected.size());
+	unlock(id);
 }
 
 void
@@ -111,87 +302,110 @@ BuildGraph::add_reverse_link(uint32_t target, uint8_t layer, uint32_t id, float 
 {
 	List l = list(target, layer);
 	uint32_t cap = capacity(layer);
+	lock(target);
 	if (*l.count < cap) {
 		l.ids[*l.count] = id;
 		l.dists[*l.count] = dist;
 		(*l.count)++;
+		unlock(target);
 		return;
 	}
-	/* Full: re-select among the old neighbours and the new one. */
+	/* Full: re-select among the current neighbours (read under the lock, so links other
+	 * participants added meanwhile are weighed too) and the new one. */
 	prune_.clear();
 	for (uint32_t i = 0; i < *l.count; i++)
 		prune_.push_back(Candidate{l.dists[i], l.ids[i]});
 	prune_.push_back(Candidate{dist, id});
 	std::sort(prune_.begin(), prune_.end(), closer);
 	select_neighbors(*this, prune_, cap, selected_);
-	set_list(target, layer, selected_);
+	for (size_t i = 0; i < selected_.size(); i++) {
+		l.ids[i] = selected_[i].id;
+		l.dists[i] = selected_[i].dist;
+	}
+	*l.count = static_cast<uint8_t>(selected_.size());
+	unlock(target);
 }
 
 void
 BuildGraph::insert(uint32_t id)
 {
-	uint8_t level = levels_[id];
-	const uint8_t *vector = vectors_[id];
-	if (entry_ == kNoItem) {
-		entry_ = id;
-		max_level_ = level;
+	const uint32_t entry = header_->entry;
+	const uint8_t max_level = header_->max_level;
+	if (id == entry || entry == kNoItem)
 		return;
-	}
-
-	const void *query = vector;
-	entry_points_.assign(1, Candidate{space_.distance(query, vectors_[entry_]), entry_});
-	descend(*this, query, entry_points_, max_level_, level, 1, scratch_, levels_.size(), found_);
-	for (int layer = std::min<int>(level, max_level_); layer >= 0; layer--) {
+	uint8_t level = levels_[id];
+	const void *query = vectors_[id];
+	entry_points_.assign(1, Candidate{space_.distance(query, vectors_[entry]), entry});
+	descend(*this, query, entry_points_, max_level, level, 1, scratch_, size(), found_);
+	for (int layer = std::min<int>(level, max_level); layer >= 0; layer--) {
 		uint8_t l = static_cast<uint8_t>(layer);
-		search_layer(*this, query, entry_points_, ef_construction_, l, AcceptAll(), scratch_, levels_.size(),
-					 found_);
+		search_layer(*this, query, entry_points_, ef_construction_, l, AcceptAll(), scratch_, size(), found_);
+		/* Only this insertion links `id`, so it cannot be among the results; be safe anyway. */
+		found_.erase(
+			std::remove_if(found_.begin(), found_.end(), [&](const Candidate &c) { return c.id == id; }),
+			found_.end());
 		select_neighbors(*this, found_, capacity(l), selected_);
 		set_list(id, l, selected_);
 		/* Copy: add_reverse_link reuses selected_ as scratch. */
 		chosen_.assign(selected_.begin(), selected_.end());
 		for (const Candidate &c : chosen_)
 			add_reverse_link(c.id, l, id, c.dist);
-		entry_points_.swap(found_);
+		if (!found_.empty())
+			entry_points_.swap(found_);
 	}
-	if (level > max_level_) {
-		entry_ = id;
-		max_level_ = level;
+}
+
+void
+BuildGraph::insert_claimed(const std::function<void(uint32_t linked)> &between)
+{
+	const uint32_t total = header_->order_size;
+	for (;;) {
+		uint32_t start = __atomic_fetch_add(&header_->next_claim, kClaimBatch, __ATOMIC_RELAXED);
+		if (start >= total || abandoned(header_))
+			break;
+		uint32_t end = std::min(total, start + kClaimBatch);
+		for (uint32_t i = start; i < end; i++)
+			insert(order_[i]);
+		uint32_t linked = __atomic_add_fetch(&header_->linked, end - start, __ATOMIC_RELAXED);
+		if (between)
+			between(std::min(linked, total));
 	}
 }
 
 uint32_t
 BuildGraph::connect_unreachable()
 {
-	std::vector<uint32_t> items;
-	for (uint32_t id = 0; id < size(); id++)
-		if (present_[id])
-			items.push_back(id);
-	return hannoy::connect_unreachable(*this, items, entry_, max_level_, m0_, ef_construction_, size());
+	std::vector<uint32_t> items(order_, order_ + header_->order_size);
+	std::sort(items.begin(), items.end());
+	return hannoy::connect_unreachable(*this, items, header_->entry, header_->max_level, m0_,
+									   ef_construction_, size());
 }
 
 void
 BuildGraph::set_link(uint32_t target, size_t slot, uint32_t id, float dist)
 {
 	List l = list(target, 0);
+	lock(target);
 	l.ids[slot] = id;
 	l.dists[slot] = dist;
 	if (slot == *l.count)
 		(*l.count)++;
+	unlock(target);
 }
 
 void
 BuildGraph::write_links(IndexStore &store, uint32_t chunk,
 						const std::function<void(uint32_t done)> &between_chunks)
 {
-	uint32_t n = size();
+	std::vector<uint32_t> items(order_, order_ + header_->order_size);
+	std::sort(items.begin(), items.end());
 	std::vector<uint32_t> ids;
-	for (uint32_t start = 0; start < n; start += chunk) {
-		uint32_t end = std::min(n, start + chunk);
+	for (size_t start = 0; start < items.size(); start += chunk) {
+		size_t end = std::min(items.size(), start + chunk);
 		lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
 			StoreWriter writer(store, txn);
-			for (uint32_t id = start; id < end; id++) {
-				if (!present_[id])
-					continue;
+			for (size_t i = start; i < end; i++) {
+				uint32_t id = items[i];
 				for (uint8_t layer = 0; layer <= levels_[id]; layer++) {
 					ids.clear();
 					neighbors(id, layer, ids);
@@ -200,7 +414,7 @@ BuildGraph::write_links(IndexStore &store, uint32_t chunk,
 			}
 		});
 		if (between_chunks)
-			between_chunks(end);
+			between_chunks(static_cast<uint32_t>(end));
 	}
 }
 

@@ -14,64 +14,43 @@
 namespace hannoy
 {
 
-namespace
+BulkLoader::BulkLoader(IndexStore &store, uint32_t *shared_blocks, size_t flush_bytes)
+	: store_(store), shared_blocks_(shared_blocks), flush_bytes_(flush_bytes),
+	  m_(store.cached_meta().params.m), level_seed_(store.cached_meta().level_seed)
 {
-/* Bound on buffered vector bytes before the loader writes them (keeps transactions small). */
-constexpr size_t kLoaderFlushBytes = size_t(64) << 20;
-} // namespace
-
-BulkLoader::BulkLoader(IndexStore &store)
-	: store_(store), vector_bytes_(store.cached_meta().vector_bytes),
-	  per_block_(store.cached_meta().vectors_per_block), m_(store.cached_meta().params.m),
-	  level_seed_(store.cached_meta().level_seed)
-{
-	if (store.cached_meta().params.quantization == Quantization::Binary)
-		sum_.assign(store.cached_meta().params.dims, 0.0);
-	track_norm_ = store.cached_meta().params.metric == Metric::InnerProduct;
-	start_block();
-}
-
-std::vector<float>
-BulkLoader::mean() const
-{
-	std::vector<float> mean(sum_.size(), 0.0f);
-	if (next_id_ > 0)
-		for (size_t i = 0; i < sum_.size(); i++)
-			mean[i] = static_cast<float>(sum_[i] / next_id_);
-	return mean;
 }
 
 void
 BulkLoader::start_block()
 {
+	if (per_block_ == 0) {
+		/* The dimension is known by the first row (a parallel load may fix it meanwhile). */
+		vector_bytes_ = store_.cached_meta().vector_bytes;
+		per_block_ = store_.cached_meta().vectors_per_block;
+		if (vector_bytes_ == 0 || per_block_ == 0)
+			throw Error(ErrorCode::Internal, "hannoy bulk load into a file without dimensions");
+	}
+	block_number_ =
+		shared_blocks_ != nullptr ? __atomic_fetch_add(shared_blocks_, 1u, __ATOMIC_RELAXED) : next_block_++;
+	if (block_number_ >= kNoItem / per_block_)
+		throw Error(ErrorCode::LimitExceeded, "hannoy index cannot hold more than 4294967294 items");
 	block_ = std::vector<uint8_t>();
 	block_.reserve(kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_);
 	block_.assign(kBlockHeaderBytes, 0);
+	in_block_ = 0;
 }
 
 uint32_t
 BulkLoader::add(HeapTid tid, const uint8_t *vector)
 {
-	if (next_id_ == kNoItem)
-		throw Error(ErrorCode::LimitExceeded, "hannoy index cannot hold more than 4294967294 items");
-	uint32_t id = next_id_++;
-	if (!sum_.empty()) {
-		const float *floats = reinterpret_cast<const float *>(vector);
-		for (size_t i = 0; i < sum_.size(); i++)
-			sum_[i] += floats[i];
-	}
-	hashes_.emplace_back(vector_hash(vector, vector_bytes_), id);
-	if (track_norm_) {
-		const float *floats = reinterpret_cast<const float *>(vector);
-		float norm_sq = 0.0f;
-		for (uint32_t i = 0; i < vector_bytes_ / sizeof(float); i++)
-			norm_sq += floats[i] * floats[i];
-		max_norm_sq_ = std::max(max_norm_sq_, norm_sq);
-	}
-	block_.insert(block_.end(), vector, vector + vector_bytes_);
-	if (block_.size() == kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_) {
-		full_blocks_.push_back(std::move(block_));
+	if (block_.empty())
 		start_block();
+	uint32_t id = block_number_ * per_block_ + in_block_++;
+	added_++;
+	block_.insert(block_.end(), vector, vector + vector_bytes_);
+	if (in_block_ == per_block_) {
+		full_blocks_.emplace_back(block_number_, std::move(block_));
+		block_ = std::vector<uint8_t>();
 	}
 	pending_.emplace_back(tid, id);
 	return id;
@@ -81,7 +60,7 @@ void
 BulkLoader::maybe_flush()
 {
 	if (full_blocks_.size() * (kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_) >=
-		kLoaderFlushBytes)
+		flush_bytes_)
 		flush(false);
 }
 
@@ -94,50 +73,51 @@ BulkLoader::finish()
 void
 BulkLoader::flush(bool final)
 {
-	size_t block_bytes = kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_;
-	std::sort(pending_.begin(), pending_.end(),
-			  [](const auto &a, const auto &b) { return a.second < b.second; });
-	/* Items whose block is written now: all of them when final, else those in full blocks. */
-	uint32_t written_end =
-		final ? next_id_ : (first_full_block_ + static_cast<uint32_t>(full_blocks_.size())) * per_block_;
-	std::vector<std::pair<HeapTid, uint32_t>> tids;
+	const size_t block_bytes = kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_;
+	if (final && !block_.empty()) {
+		/* The last partial block: padded, its empty slots stay holes. */
+		block_.resize(block_bytes, 0);
+		full_blocks_.emplace_back(block_number_, std::move(block_));
+		block_ = std::vector<uint8_t>();
+	}
+	std::sort(full_blocks_.begin(), full_blocks_.end(),
+			  [](const auto &a, const auto &b) { return a.first < b.first; });
+	/* Items whose block is written now: items are numbered within their block. */
+	std::vector<uint32_t> written;
+	for (const auto &b : full_blocks_)
+		written.push_back(b.first);
+	auto is_written = [&](uint32_t id) {
+		return std::binary_search(written.begin(), written.end(), id / per_block_);
+	};
+	std::vector<std::pair<HeapTid, uint32_t>> items, keep;
 	for (const auto &p : pending_)
-		if (p.second < written_end)
-			tids.push_back(p);
+		(is_written(p.second) ? items : keep).push_back(p);
+	std::sort(items.begin(), items.end(), [](const auto &a, const auto &b) { return a.second < b.second; });
+	std::vector<std::pair<HeapTid, uint32_t>> tids(items);
 	std::sort(tids.begin(), tids.end(), [](const auto &a, const auto &b) { return a.first < b.first; });
 
+	/* A sole loader writes keys in order (appends); loaders sharing a file interleave. */
+	const unsigned append = shared_blocks_ == nullptr ? MDB_APPEND : 0;
 	lmdb::run_write(store_.env(), [&](lmdb::Txn &txn) {
 		StoreWriter writer(store_, txn);
-		uint32_t block = first_full_block_;
-		for (const auto &bytes : full_blocks_) {
-			auto key = block_key(block++);
-			txn.put(store_.vectors_dbi(), key.data(), key.size(), bytes.data(), bytes.size(), MDB_APPEND);
-		}
-		if (final && block_.size() > kBlockHeaderBytes) {
-			std::vector<uint8_t> padded(block_);
-			padded.resize(block_bytes, 0);
-			auto key = block_key(block);
-			txn.put(store_.vectors_dbi(), key.data(), key.size(), padded.data(), padded.size(), MDB_APPEND);
+		for (const auto &b : full_blocks_) {
+			auto key = block_key(b.first);
+			txn.put(store_.vectors_dbi(), key.data(), key.size(), b.second.data(), b.second.size(), append);
 		}
 		ItemRecord item;
 		item.tids.resize(1);
-		for (const auto &p : pending_) {
-			if (p.second >= written_end)
-				continue;
+		for (const auto &p : items) {
 			item.level = draw_level(level_seed_, p.second, m_);
 			item.tids[0] = p.first;
 			auto key = item_key(p.second);
 			std::string bytes = encode_item(item);
-			txn.put(store_.items_dbi(), key.data(), key.size(), bytes.data(), bytes.size(), MDB_APPEND);
+			txn.put(store_.items_dbi(), key.data(), key.size(), bytes.data(), bytes.size(), append);
 		}
 		for (const auto &p : tids)
 			writer.put_tid(p.first, p.second);
 	});
-	first_full_block_ += static_cast<uint32_t>(full_blocks_.size());
 	full_blocks_.clear();
-	pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
-								  [&](const auto &p) { return p.second < written_end; }),
-				   pending_.end());
+	pending_.swap(keep);
 }
 
 Inserter::Inserter(IndexStore &store) : store_(store) {}

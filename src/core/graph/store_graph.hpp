@@ -84,10 +84,18 @@ private:
 
 /// Appends the items of a bulk build to a fresh index file, in large transactions, without
 /// linking them (BuildGraph does that afterwards).
+///
+/// Several loaders (one per participant of a parallel build, each in its own process) can
+/// fill one file: they then share a counter of vector blocks, and each numbers its items
+/// from the blocks it reserves. Slots of a participant's last, partial block stay holes: ids
+/// without an item, like those of purged items.
 class BulkLoader
 {
 public:
-	explicit BulkLoader(IndexStore &store);
+	/// `shared_blocks`: the block counter shared by the participants (nullptr: sole loader,
+	/// ids are consecutive from 0). It is updated with atomic operations.
+	explicit BulkLoader(IndexStore &store, uint32_t *shared_blocks = nullptr,
+						size_t flush_bytes = kDefaultFlushBytes);
 
 	/// Buffers one item whose stored vector is `vector`; returns its id.
 	uint32_t add(HeapTid tid, const uint8_t *vector);
@@ -95,32 +103,31 @@ public:
 	void maybe_flush();
 	/// Writes everything, including the last partial block.
 	void finish();
-	uint32_t count() const { return next_id_; }
-	/// Mean of the vectors added so far (the centroid of binary codes).
-	std::vector<float> mean() const;
-	/// Largest norm of the vectors added so far (inner product indexes only, else 0).
-	float max_norm() const { return std::sqrt(max_norm_sq_); }
-	/// (hash of the stored vector, id) of every item added, in id order.
-	std::vector<std::pair<uint64_t, uint32_t>> &hashes() { return hashes_; }
+	/// Items added by this loader.
+	uint32_t added() const { return added_; }
+	/// Blocks a sole loader has numbered (its items have ids below blocks * per block).
+	uint32_t blocks() const { return next_block_; }
+	/// Bound on buffered vector bytes before they are written.
+	static constexpr size_t kDefaultFlushBytes = size_t(64) << 20;
 
 private:
 	void flush(bool final);
 	void start_block();
 
 	IndexStore &store_;
-	uint32_t vector_bytes_;
-	uint32_t per_block_;
+	uint32_t *shared_blocks_;
+	size_t flush_bytes_;
+	uint32_t vector_bytes_ = 0;
+	uint32_t per_block_ = 0;
 	uint32_t m_;
 	uint64_t level_seed_;
-	uint32_t next_id_ = 0;
+	uint32_t added_ = 0;
+	uint32_t next_block_ = 0; ///< sole loader: the next block number
+	uint32_t block_number_ = 0;
+	uint32_t in_block_ = 0;
 	std::vector<uint8_t> block_;
-	std::vector<std::vector<uint8_t>> full_blocks_;
-	uint32_t first_full_block_ = 0;
+	std::vector<std::pair<uint32_t, std::vector<uint8_t>>> full_blocks_;
 	std::vector<std::pair<HeapTid, uint32_t>> pending_;
-	std::vector<double> sum_;
-	std::vector<std::pair<uint64_t, uint32_t>> hashes_;
-	bool track_norm_ = false;
-	float max_norm_sq_ = 0.0f;
 };
 
 /// An item to insert: its heap row and its stored-form vector.
