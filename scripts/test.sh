@@ -57,7 +57,12 @@ suite_regress() {
 }
 
 suite_tap() {
+	# HANNOY_TAP_TESTS="010_parallel_build.pl ..." runs only those.
 	local tests=("$HANNOY_ROOT"/test/t/*.pl)
+	if [ -n "${HANNOY_TAP_TESTS:-}" ]; then
+		tests=()
+		for t in $HANNOY_TAP_TESTS; do tests+=("$HANNOY_ROOT/test/t/$t"); done
+	fi
 	[ -e "${tests[0]}" ] || return 0
 	local perl_lib
 	perl_lib="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/perl"

@@ -13,6 +13,9 @@ extern "C" {
 
 void _PG_init(void);
 
+/* Entry point of the parallel workers of an index build. */
+void hannoy_parallel_build_main(dsm_segment *seg, shm_toc *toc);
+
 /* Access method handler. */
 Datum hannoy_handler(PG_FUNCTION_ARGS);
 

@@ -611,6 +611,16 @@ TEST(ParallelBuild, ThreadsBuildAGraphAsGoodAsSerial)
 	EXPECT_NEAR(rp, rs, 0.01);
 }
 
+TEST(ParallelBuild, ManyThreadsOnASmallGraphKeepListsSound)
+{
+	/* Small lists and many threads make items inserted at once select each other often. */
+	for (uint32_t seed = 0; seed < 4; seed++) {
+		Fixture f(Metric::L2, 8, 4, 16);
+		f.build_parallel(test::clustered_vectors(3000, 8, 5, 40 + seed), 2, 7);
+		f.expect_sound();
+	}
+}
+
 TEST(ParallelBuild, LoadersSharingAFileLeaveOnlyHoles)
 {
 	for (Quantization q : {Quantization::None, Quantization::Binary}) {

@@ -288,12 +288,37 @@ void
 BuildGraph::set_list(uint32_t id, uint8_t layer, const std::vector<Candidate> &selected)
 {
 	List l = list(id, layer);
+	uint32_t cap = capacity(layer);
 	lock(id);
-	for (size_t i = 0; i < selected.size(); i++) {
-		l.ids[i] = selected[i].id;
-		l.dists[i] = selected[i].dist;
+	if (*l.count == 0) {
+		for (size_t i = 0; i < selected.size(); i++) {
+			l.ids[i] = selected[i].id;
+			l.dists[i] = selected[i].dist;
+		}
+		*l.count = static_cast<uint8_t>(selected.size());
+		unlock(id);
+		return;
 	}
-	*l.count = static_cast<uint8_t>(selected.size());
+	/* Another participant reached this item from an upper layer and linked itself here
+	 * before this list was set: keep its link alongside the selection (once). */
+	prune_.assign(selected.begin(), selected.end());
+	for (uint32_t i = 0; i < *l.count; i++) {
+		bool known = false;
+		for (const Candidate &c : selected)
+			known = known || c.id == l.ids[i];
+		if (!known)
+			prune_.push_back(Candidate{l.dists[i], l.ids[i]});
+	}
+	std::sort(prune_.begin(), prune_.end(), closer);
+	if (prune_.size() > cap) {
+		select_neighbors(*this, prune_, cap, chosen_);
+		prune_.swap(chosen_);
+	}
+	for (size_t i = 0; i < prune_.size(); i++) {
+		l.ids[i] = prune_[i].id;
+		l.dists[i] = prune_[i].dist;
+	}
+	*l.count = static_cast<uint8_t>(prune_.size());
 	unlock(id);
 }
 
@@ -303,6 +328,13 @@ BuildGraph::add_reverse_link(uint32_t target, uint8_t layer, uint32_t id, float 
 	List l = list(target, layer);
 	uint32_t cap = capacity(layer);
 	lock(target);
+	/* Two items inserted at once can each select the other: a link is recorded once. */
+	for (uint32_t i = 0; i < *l.count; i++) {
+		if (l.ids[i] == id) {
+			unlock(target);
+			return;
+		}
+	}
 	if (*l.count < cap) {
 		l.ids[*l.count] = id;
 		l.dists[*l.count] = dist;
@@ -344,11 +376,9 @@ BuildGraph::insert(uint32_t id)
 		found_.erase(
 			std::remove_if(found_.begin(), found_.end(), [&](const Candidate &c) { return c.id == id; }),
 			found_.end());
-		select_neighbors(*this, found_, capacity(l), selected_);
-		set_list(id, l, selected_);
-		/* Copy: add_reverse_link reuses selected_ as scratch. */
-		chosen_.assign(selected_.begin(), selected_.end());
-		for (const Candidate &c : chosen_)
+		select_neighbors(*this, found_, capacity(l), linking_);
+		set_list(id, l, linking_);
+		for (const Candidate &c : linking_)
 			add_reverse_link(c.id, l, id, c.dist);
 		if (!found_.empty())
 			entry_points_.swap(found_);

@@ -139,6 +139,7 @@ private:
 	std::vector<Candidate> selected_;
 	std::vector<Candidate> prune_;
 	std::vector<Candidate> chosen_;
+	std::vector<Candidate> linking_; ///< the selection being linked by insert()
 };
 
 } // namespace hannoy
