@@ -120,7 +120,6 @@ for (1 .. 600)
 	select(undef, undef, undef, 0.05);
 }
 $bg->quit;
-ok($phases{'building index: loading vectors'}, 'progress shows the loading phase');
 ok($phases{'building index: building graph'}, 'progress shows the graph phase');
 my %distinct = map { $_ => 1 } @graph_done;
 cmp_ok(scalar(keys %distinct), '>=', 2, 'tuples_done moves while the graph is built');
