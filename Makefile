@@ -57,6 +57,7 @@ UNIT_FLAGS = -std=c++17 $(WARNINGS) -g -O2 -Isrc -pthread
 UNIT_LIBS = -llmdb -lroaring -lgtest -lgtest_main -pthread
 UNIT_TEST_SRCS = $(sort $(wildcard test/unit/*_test.cpp))
 SANITIZE_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1
+THREAD_SANITIZE_FLAGS = -fsanitize=thread -O1
 
 define core_objects
 $(patsubst src/core/%.cpp,$(BUILD)/$(1)/core/%.o,$(CORE_SRCS))
@@ -70,22 +71,33 @@ $(BUILD)/sanitize/core/%.o: src/core/%.cpp $(wildcard src/core/*.hpp src/core/*/
 	@mkdir -p $(dir $@)
 	$(UNIT_CXX) $(UNIT_FLAGS) $(SANITIZE_FLAGS) $(if $(findstring kernels_avx512,$@),$(AVX512_FLAGS),$(if $(findstring kernels_avx2,$@),$(AVX2_FLAGS))) -c -o $@ $<
 
+$(BUILD)/thread/core/%.o: src/core/%.cpp $(wildcard src/core/*.hpp src/core/*/*.hpp)
+	@mkdir -p $(dir $@)
+	$(UNIT_CXX) $(UNIT_FLAGS) $(THREAD_SANITIZE_FLAGS) $(if $(findstring kernels_avx512,$@),$(AVX512_FLAGS),$(if $(findstring kernels_avx2,$@),$(AVX2_FLAGS))) -c -o $@ $<
+
 $(BUILD)/unit/hannoy_unit: $(call core_objects,unit) $(UNIT_TEST_SRCS) $(wildcard test/unit/*.hpp)
 	$(UNIT_CXX) $(UNIT_FLAGS) -Itest/unit -o $@ $(UNIT_TEST_SRCS) $(call core_objects,unit) $(UNIT_LIBS)
 
 $(BUILD)/sanitize/hannoy_unit: $(call core_objects,sanitize) $(UNIT_TEST_SRCS) $(wildcard test/unit/*.hpp)
 	$(UNIT_CXX) $(UNIT_FLAGS) $(SANITIZE_FLAGS) -Itest/unit -o $@ $(UNIT_TEST_SRCS) $(call core_objects,sanitize) $(UNIT_LIBS)
 
+# ThreadSanitizer build of the tests that run threads (concurrent graph construction).
+$(BUILD)/thread/hannoy_unit: $(call core_objects,thread) test/unit/graph_test.cpp $(wildcard test/unit/*.hpp)
+	$(UNIT_CXX) $(UNIT_FLAGS) $(THREAD_SANITIZE_FLAGS) -Itest/unit -o $@ test/unit/graph_test.cpp $(call core_objects,thread) $(UNIT_LIBS)
+
 $(BUILD)/unit/kernels_bench: $(call core_objects,unit) bench/kernels_bench.cpp
 	$(UNIT_CXX) $(UNIT_FLAGS) -O3 -o $@ bench/kernels_bench.cpp $(call core_objects,unit) -llmdb -lroaring -lbenchmark -pthread
 
-.PHONY: unittest unittest-sanitize kernels-bench format format-check
+.PHONY: unittest unittest-sanitize unittest-thread kernels-bench format format-check
 
 unittest: $(BUILD)/unit/hannoy_unit
 	$(BUILD)/unit/hannoy_unit $(GTEST_ARGS)
 
 unittest-sanitize: $(BUILD)/sanitize/hannoy_unit
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(BUILD)/sanitize/hannoy_unit $(GTEST_ARGS)
+
+unittest-thread: $(BUILD)/thread/hannoy_unit
+	TSAN_OPTIONS=halt_on_error=1 $(BUILD)/thread/hannoy_unit --gtest_filter='ParallelBuild.ManyThreads*:ParallelBuild.AFailing*' $(GTEST_ARGS)
 
 kernels-bench: $(BUILD)/unit/kernels_bench
 	$(BUILD)/unit/kernels_bench

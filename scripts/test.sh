@@ -42,6 +42,7 @@ suite_unit() {
 
 suite_sanitize() {
 	make -C "$HANNOY_ROOT" -s unittest-sanitize GTEST_ARGS=--gtest_brief=1
+	make -C "$HANNOY_ROOT" -s unittest-thread GTEST_ARGS=--gtest_brief=1
 }
 
 suite_regress() {
