@@ -118,6 +118,19 @@ def _find(rows, **match):
     return None
 
 
+def _bytes(setting):
+    units = {"kB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
+    for unit, size in units.items():
+        if setting.endswith(unit):
+            return float(setting[:-len(unit)]) * size
+    return float(setting)
+
+
+def _build_order(build):
+    """Serial before parallel, more maintenance_work_mem first."""
+    return build["max_parallel_maintenance_workers"], -_bytes(build["maintenance_work_mem"])
+
+
 def markdown(results, baseline):
     run, env, data = results["run"], results["environment"], results["dataset"]
     settings = env["settings"]
@@ -144,7 +157,7 @@ def markdown(results, baseline):
 
     lines += ["## Summary", ""]
     rows = []
-    builds = results.get("build", [])
+    builds = sorted(results.get("build", []), key=_build_order)
     for b in builds:
         base = _find(baseline and baseline.get("build"), maintenance_work_mem=b["maintenance_work_mem"],
                      max_parallel_maintenance_workers=b["max_parallel_maintenance_workers"])
@@ -259,8 +272,11 @@ def markdown(results, baseline):
                 ["COPY (binary) into the indexed table", f"{updates['copy']['rows']:,}",
                  f"{updates['copy']['rows_per_second']:,.0f} rows/s", f"{updates['copy']['seconds']:.1f} s"],
                 ["recall@10 after the COPY", "", f"{updates['recall_after_copy']:.4f}", ""],
-                ["hannoy_verify afterwards", "", f"ok = {updates['verify_after']['ok']}",
-                 f"{updates['verify_after']['unreachable']} unreachable"]]
+                ["hannoy_verify afterwards", "", f"structure ok = {updates['verify_after']['structure_ok']}",
+                 f"{updates['verify_after']['unreachable']} items unreachable until the next VACUUM"],
+                ["index file afterwards", f"{updates['size_after']['items']:,} live, "
+                 f"{updates['size_after']['deleted_items']:,} deleted", _mb(updates['size_after']['file_bytes']),
+                 f"{updates['size_after']['bytes_per_live_vector']:,.0f} B per live vector"]]
         lines += [f"## Updates (recall at ef_search {updates['ef_search']})", ""]
         lines += _table(["operation", "rows", "result", ""], rows) + [""]
         if updates["delete"].get("vacuum_problem"):
@@ -352,7 +368,7 @@ def plots(results, baseline, prefix):
         plt.close(fig)
         written.append(path)
 
-    builds = results.get("build", [])
+    builds = sorted(results.get("build", []), key=_build_order)
     size = results.get("size")
     if builds:
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5), gridspec_kw={"width_ratios": [3, 2]})
