@@ -56,6 +56,10 @@ def parse_args():
     parser.add_argument("--seed", type=int, default=1, help="synthetic: seed (default %(default)s)")
     parser.add_argument("--queries", type=int, help="queries to use (default: all, 1,000 with --quick)")
     parser.add_argument("--runs", type=int, help="runs per timed measurement (default: 3, 1 with --quick)")
+    parser.add_argument("--build-runs", type=int, help="builds per setting (default: 3, 1 with --quick)")
+    parser.add_argument("--build-settings", help="builds to time, as maintenance_work_mem:parallel workers, "
+                        "comma-separated; the last one's index is kept (default: 2GB:1,64MB:0,2GB:0; "
+                        "2GB:0 with --quick)")
     parser.add_argument("--only", help="comma-separated measures to run (with those every run needs)")
     parser.add_argument("--skip", help="comma-separated measures to leave out")
     parser.add_argument("--results-dir", default=os.path.join(HERE, "results"))
@@ -70,6 +74,12 @@ def parse_args():
         if chosen - names:
             parser.error(f"--{option}: unknown measures {', '.join(sorted(chosen - names))}")
         setattr(args, option, chosen)
+    if args.build_settings:
+        try:
+            args.build_settings = [(memory, int(workers)) for memory, workers in
+                                   (item.split(":") for item in args.build_settings.split(","))]
+        except ValueError:
+            parser.error("--build-settings: expected e.g. 2GB:1,2GB:0")
     return args
 
 
@@ -95,7 +105,9 @@ def git_commit():
 def main():
     args = parse_args()
     log = Log()
-    plan = (measures.QUICK if args.quick else measures.FULL).scaled(args.queries, args.runs)
+    plan = (measures.QUICK if args.quick else measures.FULL).scaled(args.queries, args.runs, args.build_runs)
+    if args.build_settings:
+        plan.build_configs = args.build_settings
     if args.dataset == "fashion-mnist":
         dataset = datasets.fashion_mnist()
     else:
