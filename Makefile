@@ -111,3 +111,8 @@ format-check:
 clean: clean-unit
 clean-unit:
 	rm -rf $(BUILD)
+
+# The benchmark (scripts/bench.sh): `make bench`, or `make bench BENCH_ARGS=--quick`.
+.PHONY: bench
+bench:
+	scripts/bench.sh $(BENCH_ARGS)
