@@ -66,7 +66,7 @@ def parse_args():
     parser.add_argument("--cache-dir", default=os.path.join(HERE, "cache"), help="ground truth cache")
     parser.add_argument("--host", default=os.environ.get("HANNOY_BENCH_DIR", "/var/tmp/hannoy-bench"),
                         help="the cluster's socket directory (scripts/bench.sh passes it)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("HANNOY_BENCH_PORT", "5498")))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("HANNOY_BENCH_PORT", "5520")))
     args = parser.parse_args()
     names = {n for n, _, _ in measures.MEASURES}
     for option in ("only", "skip"):

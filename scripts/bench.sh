@@ -10,13 +10,13 @@
 #
 # Run it as root on Debian bookworm: the cold-start measurement empties the OS page cache.
 # HANNOY_SKIP_SETUP=1 skips scripts/setup.sh. The cluster lives in HANNOY_BENCH_DIR (default
-# /var/tmp/hannoy-bench) on port HANNOY_BENCH_PORT (default 5498), apart from the demo's: the
+# /var/tmp/hannoy-bench) on port HANNOY_BENCH_PORT (default 5520), apart from the demo's: the
 # benchmark changes its settings, restarts it and replaces its tables. It is stopped at the end
 # unless --keep-cluster is given.
 source "$(dirname "$0")/common.sh"
 
 CLUSTER_DIR="${HANNOY_BENCH_DIR:-/var/tmp/hannoy-bench}"
-PORT="${HANNOY_BENCH_PORT:-5498}"
+PORT="${HANNOY_BENCH_PORT:-5520}"
 keep_cluster=0
 args=()
 for arg in "$@"; do

@@ -1,6 +1,6 @@
 """Reports of a benchmark run: a Markdown summary, the JSON of every figure, and PNG plots,
 each set against the recorded baseline of the same data set (bench/baselines/*.json) and the
-targets of issue #7.
+performance targets.
 """
 
 import glob
@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-# Targets on Fashion-MNIST (issue #7).
+# Performance targets on Fashion-MNIST.
 TARGET_SPEEDUP = 2.0           # queries/s over pgvector at equal recall, single client
 TARGET_RECALL = 0.99           # ... at recall@10 of at least this
 TARGET_SIZE_RATIO = 1.12       # index bytes per vector over raw vector bytes
@@ -43,7 +43,7 @@ def baseline_qps_at(baseline_search, recall):
 
 
 def evaluate_targets(results, baseline):
-    """Each target of issue #7 with the measured value, whether it is met, and the gap."""
+    """Each performance target with the measured value, whether it is met, and the gap."""
     targets = []
     sweep = results.get("search", {}).get("sweep", [])
     if baseline and sweep:
@@ -210,7 +210,7 @@ def markdown(results, baseline):
 
     targets = results.get("targets")
     if targets:
-        lines += ["## Targets (issue #7)", ""]
+        lines += ["## Targets", ""]
         lines += _table(["target", "measured", "met"],
                         [[t["target"], t["measured"], ("**met**" if t["met"] else f"**not met**: {t['gap']}")]
                          for t in targets]) + [""]
