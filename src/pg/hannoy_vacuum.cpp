@@ -53,19 +53,21 @@ bulk_delete_impl(IndexVacuumInfo *info, IndexBulkDeleteResult *stats, IndexBulkD
 	HeapTid from{0, 0};
 	for (bool more = true; more;) {
 		chunk.clear();
+		/* More only if a TID beyond this chunk was seen: a full last chunk ends the scan. */
+		more = false;
 		{
 			lmdb::Txn txn(store.env(), true);
 			StoreReader reader(store, txn);
 			reader.for_each_tid(from, [&](HeapTid tid, uint32_t) {
 				if (chunk.size() == kTidsPerChunk) {
 					from = tid;
+					more = true;
 					return false;
 				}
 				chunk.push_back(tid);
 				return true;
 			});
 		}
-		more = chunk.size() == kTidsPerChunk;
 		for (const HeapTid &tid : chunk) {
 			ItemPointerData pointer;
 			ItemPointerSet(&pointer, tid.block, tid.offset);
