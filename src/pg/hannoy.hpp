@@ -134,10 +134,12 @@ void unlock_index_writer(Relation index);
 
 /* ---- Inserts ------------------------------------------------------------------------------ */
 
-/// Links the rows this backend has buffered for the index (before it reads the index).
+/// Links the rows this backend has buffered for the index's current relation file (before it
+/// reads the index, or before the file is copied elsewhere).
 void flush_pending_inserts(Relation index);
-/// Drops this backend's buffered rows of an index that is being rebuilt from its heap.
-void discard_pending_inserts(Oid index_oid);
+/// Drops this backend's buffered rows of the index's current relation file, which is being
+/// rebuilt in place from its heap (TRUNCATE of a table created in the same transaction).
+void discard_pending_inserts(Relation index);
 /// Installs the transaction callback and executor hook that flush buffered rows (_PG_init).
 void init_insert_buffering();
 

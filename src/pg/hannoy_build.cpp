@@ -507,7 +507,7 @@ build_index(Relation heap, Relation index, IndexInfo *info)
 	/* This process may have the file open (TRUNCATE of a table created in the same
 	 * transaction rebuilds in place): close it before replacing it. */
 	forget_index_store(oid);
-	discard_pending_inserts(oid); /* the heap scan below indexes those rows */
+	discard_pending_inserts(index); /* rebuilt in place: those rows are gone or rescanned */
 	remember_created_file(state.path, oid);
 	remove_other_files_at_commit(oid, HANNOY_TABLESPACE(index), HANNOY_DATABASE(index), state.path);
 

@@ -8,10 +8,15 @@
  *  - before this backend scans the index (it reads its own writes);
  *  - before a parallel plan starts (its workers read the index file, not this buffer);
  *  - at pre-commit and pre-prepare, so a committed row always has its index entry.
- * An aborted transaction's buffer is dropped; rows of aborted subtransactions are flushed like
- * any dead tuple's entry and removed by VACUUM. Each flush takes the index's writer lock (a
- * PostgreSQL lock: cancellable, deadlock-checked, visible in pg_locks) before LMDB's own, and
- * flushes the backend's WAL first, so an entry never becomes durable before its row.
+ * An aborted transaction's buffer is dropped, and so are the rows of an aborted subtransaction:
+ * their heap tuples are dead at once, so another backend's VACUUM may free their TIDs for new
+ * rows before this transaction ends, and a late entry would then point at the wrong row.
+ * Buffers are kept per relation file of the index: TRUNCATE or REINDEX in a savepoint that
+ * rolls back brings the old file back, with its rows still to be linked; at commit, rows of a
+ * file that is no longer the index's (it is removed with the commit) are dropped.
+ * Each flush takes the index's writer lock (a PostgreSQL lock: cancellable, deadlock-checked,
+ * visible in pg_locks) before LMDB's own, and flushes the backend's WAL first, so an entry
+ * never becomes durable before its row.
  */
 #include "hannoy.hpp"
 
@@ -40,18 +45,51 @@ struct PendingIndex {
 	bool heap_needs_wal = true;
 	std::vector<uint8_t> vectors; /* stored forms, back to back */
 	std::vector<HeapTid> tids;
+	std::vector<SubTransactionId> subxacts; /* the subtransaction that inserted each row */
+
+	void clear()
+	{
+		vectors.clear();
+		tids.clear();
+		subxacts.clear();
+	}
 };
 
-/* This transaction's buffers, by index OID. Heap-allocated: no static destructor at exit. */
-std::unordered_map<Oid, PendingIndex> *pending = nullptr;
+/* An index's relation file: buffers belong to one file, not to the index. */
+struct FileKey {
+	Oid index_oid;
+	Oid relfilenode;
+	bool operator==(const FileKey &other) const
+	{
+		return index_oid == other.index_oid && relfilenode == other.relfilenode;
+	}
+};
+
+struct FileKeyHash {
+	size_t operator()(const FileKey &key) const
+	{
+		return std::hash<uint64_t>()((uint64_t(key.index_oid) << 32) | key.relfilenode);
+	}
+};
+
+using Buffers = std::unordered_map<FileKey, PendingIndex, FileKeyHash>;
+
+/* This transaction's buffers. Heap-allocated: no static destructor at exit. */
+Buffers *pending = nullptr;
 ExecutorStart_hook_type previous_executor_start = nullptr;
 
-std::unordered_map<Oid, PendingIndex> &
+Buffers &
 buffers()
 {
 	if (pending == nullptr)
-		pending = new std::unordered_map<Oid, PendingIndex>();
+		pending = new Buffers();
 	return *pending;
+}
+
+FileKey
+file_key(Relation index)
+{
+	return FileKey{RelationGetRelid(index), HANNOY_RELFILENUMBER(index)};
 }
 
 void
@@ -70,32 +108,70 @@ flush(Relation index, PendingIndex &batch)
 		pg_call([] { XLogFlush(XactLastRecEnd); });
 	Inserter(store).insert(items, batch.dims);
 	unlock_index_writer(index);
-	batch.vectors.clear();
-	batch.tids.clear();
+	batch.clear();
 }
 
-/* Flushes every buffer of this transaction (indexes dropped meanwhile are skipped). */
+/*
+ * Flushes the buffers of this transaction whose relation file is still their index's. Buffers of
+ * dropped indexes and of replaced relation files are dropped at commit and kept otherwise (a
+ * subtransaction rollback may bring the file back).
+ */
 void
-flush_all()
+flush_all(bool at_commit)
+{
+	if (pending == nullptr)
+		return;
+	for (auto it = pending->begin(); it != pending->end();) {
+		PendingIndex &batch = it->second;
+		Oid oid = it->first.index_oid;
+		bool exists = !batch.tids.empty() &&
+					  pg_call([&] { return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(oid)); });
+		if (exists) {
+			/* The transaction holds RowExclusiveLock on the index since its inserts. */
+			Relation index = pg_call([&] { return index_open(oid, RowExclusiveLock); });
+			if (HANNOY_RELFILENUMBER(index) == it->first.relfilenode)
+				flush(index, batch);
+			pg_call([&] { index_close(index, RowExclusiveLock); });
+		}
+		if (batch.tids.empty() || at_commit)
+			it = pending->erase(it);
+		else
+			++it;
+	}
+}
+
+/* Drops the rows inserted by an aborting subtransaction and its children (ids are assigned in
+ * order, so every subtransaction begun since this one is its child). */
+void
+drop_subtransaction_rows(SubTransactionId aborted)
 {
 	if (pending == nullptr)
 		return;
 	for (auto &entry : *pending) {
-		if (entry.second.tids.empty())
-			continue;
-		Oid oid = entry.first;
-		bool exists = pg_call([&] { return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(oid)); });
-		if (!exists) {
-			entry.second.tids.clear();
-			entry.second.vectors.clear();
-			continue;
+		PendingIndex &batch = entry.second;
+		size_t bytes = vector_bytes(batch.metric, batch.dims);
+		size_t kept = 0;
+		for (size_t i = 0; i < batch.tids.size(); i++) {
+			if (batch.subxacts[i] >= aborted)
+				continue;
+			if (kept != i) {
+				batch.tids[kept] = batch.tids[i];
+				batch.subxacts[kept] = batch.subxacts[i];
+				memmove(batch.vectors.data() + kept * bytes, batch.vectors.data() + i * bytes, bytes);
+			}
+			kept++;
 		}
-		/* The transaction holds RowExclusiveLock on the index since its inserts. */
-		Relation index = pg_call([&] { return index_open(oid, RowExclusiveLock); });
-		flush(index, entry.second);
-		pg_call([&] { index_close(index, RowExclusiveLock); });
+		batch.tids.resize(kept);
+		batch.subxacts.resize(kept);
+		batch.vectors.resize(kept * bytes);
 	}
-	pending->clear();
+}
+
+void
+subxact_callback(SubXactEvent event, SubTransactionId subxact, SubTransactionId, void *)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		drop_subtransaction_rows(subxact);
 }
 
 void
@@ -104,7 +180,7 @@ xact_callback(XactEvent event, void *)
 	switch (event) {
 	case XACT_EVENT_PRE_COMMIT:
 	case XACT_EVENT_PRE_PREPARE:
-		hannoy_guarded([] { flush_all(); });
+		hannoy_guarded([] { flush_all(true); });
 		break;
 	case XACT_EVENT_COMMIT:
 	case XACT_EVENT_ABORT:
@@ -122,7 +198,7 @@ void
 executor_start(QueryDesc *query, int eflags)
 {
 	if (pending != nullptr && !pending->empty() && query->plannedstmt->parallelModeNeeded)
-		hannoy_guarded([] { flush_all(); });
+		hannoy_guarded([] { flush_all(false); });
 	if (previous_executor_start != nullptr)
 		previous_executor_start(query, eflags);
 	else
@@ -133,7 +209,7 @@ void
 buffer_insert(Relation index, Datum value, ItemPointer tid, Relation heap)
 {
 	IndexStore &store = open_index_store(index);
-	PendingIndex &batch = buffers()[RelationGetRelid(index)];
+	PendingIndex &batch = buffers()[file_key(index)];
 	Metric metric = store.cached_meta().params.metric;
 	uint32_t dims = store.cached_meta().params.dims;
 	if (dims == 0) {
@@ -154,6 +230,7 @@ buffer_insert(Relation index, Datum value, ItemPointer tid, Relation heap)
 	batch.vectors.resize(offset + bytes);
 	write_stored_vector(metric, vector, batch.vectors.data() + offset);
 	batch.tids.push_back(HeapTid{ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid)});
+	batch.subxacts.push_back(GetCurrentSubTransactionId());
 	batch.metric = metric;
 	batch.dims = vector.dims;
 	batch.heap_needs_wal = RelationNeedsWAL(heap);
@@ -171,22 +248,23 @@ flush_pending_inserts(Relation index)
 {
 	if (pending == nullptr)
 		return;
-	auto it = pending->find(RelationGetRelid(index));
+	auto it = pending->find(file_key(index));
 	if (it != pending->end())
 		flush(index, it->second);
 }
 
 void
-discard_pending_inserts(Oid index_oid)
+discard_pending_inserts(Relation index)
 {
 	if (pending != nullptr)
-		pending->erase(index_oid);
+		pending->erase(file_key(index));
 }
 
 void
 init_insert_buffering()
 {
 	RegisterXactCallback(xact_callback, nullptr);
+	RegisterSubXactCallback(subxact_callback, nullptr);
 	previous_executor_start = ExecutorStart_hook;
 	ExecutorStart_hook = executor_start;
 }
