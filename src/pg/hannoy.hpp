@@ -72,6 +72,8 @@ struct BuildParams {
 BuildParams index_build_params(Relation index);
 
 extern int ef_search;
+/// hannoy.prefetch_memory, in kB.
+extern int prefetch_memory_kb;
 
 /* ---- Vectors ------------------------------------------------------------------------------ */
 

@@ -29,6 +29,7 @@ namespace hannoy::pg
 {
 
 int ef_search = 40;
+int prefetch_memory_kb = 0;
 
 namespace
 {
@@ -303,6 +304,13 @@ _PG_init(void)
 	DefineCustomIntVariable("hannoy.ef_search", "Sets the size of the candidate list of hannoy index scans.",
 							"Larger values give better recall and slower scans. Valid range is 1..1000.",
 							&ef_search, 40, 1, 1000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable(
+		"hannoy.prefetch_memory",
+		"Sets how much of an index file a process asks the kernel to read ahead when it opens it.",
+		"The link lists and the upper layers' vectors, which every search reads first, are read in the "
+		"background, so that the first queries after a restart do not wait for one disk read per page. "
+		"0 turns it off.",
+		&prefetch_memory_kb, 0, 0, INT_MAX, PGC_USERSET, GUC_UNIT_KB, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("hannoy");
 
 	relopt_kind_hannoy = add_reloption_kind();

@@ -14,6 +14,8 @@
  */
 #include "hannoy.hpp"
 
+#include "core/graph/prefetch.hpp"
+
 #include <dirent.h>
 #include <unistd.h>
 
@@ -318,6 +320,13 @@ open_index_store(Relation index)
 	entry.relfilenode = relfilenode;
 	entry.path = path;
 	entry.stale = false;
+	if (prefetch_memory_kb > 0) {
+		/* Read-ahead advice: a failure costs the speed-up, not the query. */
+		try {
+			prefetch_search_start(*entry.store, size_t(prefetch_memory_kb) * 1024);
+		} catch (const Error &) {
+		}
+	}
 	return *entry.store;
 }
 
