@@ -132,6 +132,23 @@ def vector_literal(vector):
 
 # --- memory of a backend -------------------------------------------------------------------------
 
+MEMORY_FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem")
+
+
+def process_memory(pid):
+    """Memory figures of a process from /proc/<pid>/status, in bytes ({} once it has gone)."""
+    values = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                if name in MEMORY_FIELDS:
+                    values[name] = int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return values
+
+
 class MemorySampler:
     """Samples /proc/<pid>/status of a backend while it works (every 20 ms) and keeps the peaks.
 
@@ -139,8 +156,6 @@ class MemorySampler:
     adds to the server's footprint. VmHWM (peak resident set, reset first through clear_refs
     where permitted) also counts shared_buffers pages and mapped file pages the backend touched,
     which are page cache and shared memory rather than memory it owns."""
-
-    FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem")
 
     def __init__(self, pid, interval=0.02):
         self.pid, self.interval = pid, interval
@@ -150,16 +165,7 @@ class MemorySampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _read(self):
-        values = {}
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    name, _, rest = line.partition(":")
-                    if name in self.FIELDS:
-                        values[name] = int(rest.split()[0]) * 1024
-        except OSError:
-            pass
-        return values
+        return process_memory(self.pid)
 
     def _run(self):
         while not self._stop.is_set():

@@ -187,6 +187,7 @@ def require_index_scan(cur, statement):
 
 def environment(bench):
     cur = bench.cur
+    cur.execute("CREATE EXTENSION IF NOT EXISTS hannoy")  # a new cluster has none yet
     cur.execute("SELECT current_setting('server_version'), hannoy_kernels(), "
                 "(SELECT extversion FROM pg_extension WHERE extname = 'hannoy')")
     version, kernels, extversion = cur.fetchone()
@@ -247,12 +248,14 @@ def ground_truth(bench):
 
 
 class WorkerWatcher:
-    """Counts the parallel workers a backend leads, polling pg_stat_activity from another
-    connection: tells whether a build used the workers it was allowed."""
+    """Follows the parallel workers a backend leads, polling pg_stat_activity from another
+    connection: tells whether a build used the workers it was allowed, and samples each
+    worker's memory (/proc/<pid>/status) while it runs."""
 
-    def __init__(self, cluster, leader_pid):
-        self.cluster, self.leader_pid = cluster, leader_pid
+    def __init__(self, cluster, leader_pid, interval=0.05):
+        self.cluster, self.leader_pid, self.interval = cluster, leader_pid, interval
         self.max_workers = 0
+        self.peaks = {}  # worker pid -> {field: peak bytes}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -260,10 +263,15 @@ class WorkerWatcher:
         conn = self.cluster.connect()
         cur = conn.cursor()
         while not self._stop.is_set():
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE leader_pid = %s AND pid <> %s",
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE leader_pid = %s AND pid <> %s",
                         (self.leader_pid, self.leader_pid))
-            self.max_workers = max(self.max_workers, cur.fetchone()[0])
-            self._stop.wait(0.1)
+            pids = [row[0] for row in cur.fetchall()]
+            self.max_workers = max(self.max_workers, len(pids))
+            for pid in pids:
+                peaks = self.peaks.setdefault(pid, {})
+                for name, value in database.process_memory(pid).items():
+                    peaks[name] = max(peaks.get(name, 0), value)
+            self._stop.wait(self.interval)
         conn.close()
 
     def __enter__(self):
@@ -273,6 +281,12 @@ class WorkerWatcher:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+    def workers(self):
+        """Peak memory of each worker seen, largest private memory first."""
+        return sorted(({"peak_private_bytes": p.get("RssAnon"), "peak_shared_memory_bytes": p.get("RssShmem"),
+                        "peak_mapped_file_bytes": p.get("RssFile")} for p in self.peaks.values()),
+                      key=lambda w: -(w["peak_private_bytes"] or 0))
 
 
 def build(bench):
@@ -290,9 +304,13 @@ def build(bench):
                 cur.execute(f"CREATE INDEX {INDEX} ON items USING hannoy (embedding real_l2_ops) "
                             "WITH (m = %s, ef_construction = %s)", (plan.m, plan.ef_construction))
                 seconds = time.perf_counter() - started
-            runs.append({"seconds": seconds, "workers_seen": watcher.max_workers, **sampler.result()})
+            runs.append({"seconds": seconds, "workers_seen": watcher.max_workers, **sampler.result(),
+                         "workers": watcher.workers()})
+            worker_memory = "".join(f", worker {_mib(w['peak_private_bytes'])} private + "
+                                    f"{_mib(w['peak_shared_memory_bytes'])} shared" for w in watcher.workers())
             bench.log(f"  build, maintenance_work_mem {memory}, {workers} parallel workers allowed: "
-                      f"{seconds:.1f} s, peak private memory {_mib(sampler.result()['peak_private_bytes'])}, "
+                      f"{seconds:.1f} s, leader peak {_mib(sampler.result()['peak_private_bytes'])} private + "
+                      f"{_mib(sampler.result()['peak_shared_memory_bytes'])} shared{worker_memory}, "
                       f"{watcher.max_workers} workers seen")
         cur.execute("RESET maintenance_work_mem")
         cur.execute("RESET max_parallel_maintenance_workers")
@@ -300,6 +318,11 @@ def build(bench):
                         "median_seconds": median([r["seconds"] for r in runs]),
                         "peak_private_bytes": max(r["peak_private_bytes"] or 0 for r in runs),
                         "peak_rss_bytes": max(r["peak_rss_bytes"] or 0 for r in runs) or None,
+                        "peak_shared_memory_bytes": max(r["peak_shared_memory_bytes"] or 0 for r in runs) or None,
+                        "worker_peak_private_bytes": max((w["peak_private_bytes"] or 0 for r in runs
+                                                          for w in r["workers"]), default=None),
+                        "worker_peak_shared_memory_bytes": max((w["peak_shared_memory_bytes"] or 0 for r in runs
+                                                                for w in r["workers"]), default=None),
                         "workers_seen": max(r["workers_seen"] for r in runs), "runs": runs})
         bench.log(f"build with maintenance_work_mem {memory}, {workers} workers allowed: median "
                   f"{results[-1]['median_seconds']:.1f} s of {len(runs)}")

@@ -165,7 +165,14 @@ def markdown(results, baseline):
         what = (f"build, maintenance_work_mem {b['maintenance_work_mem']}, "
                 + ("serial" if workers == 0 else f"{workers} parallel worker(s) allowed"))
         note = f" ({b['workers_seen']} workers used: hannoy builds serially)" if workers and not b["workers_seen"] else ""
-        rows.append([what, f"{b['median_seconds']:.1f} s, peak {b['peak_private_bytes'] / 2**20:,.0f} MiB private{note}",
+        memory = f"leader peak {b['peak_private_bytes'] / 2**20:,.0f} MiB private"
+        if b.get("peak_shared_memory_bytes"):
+            memory += f" + {b['peak_shared_memory_bytes'] / 2**20:,.0f} MiB shared"
+        if b.get("worker_peak_private_bytes") is not None:
+            memory += f"; each worker ≤ {b['worker_peak_private_bytes'] / 2**20:,.0f} MiB private"
+            if b.get("worker_peak_shared_memory_bytes"):
+                memory += f" + {b['worker_peak_shared_memory_bytes'] / 2**20:,.0f} MiB shared"
+        rows.append([what, f"{b['median_seconds']:.1f} s, {memory}{note}",
                      _num(base and base["median_seconds"], 1, " s")])
     size = results.get("size")
     if size:
