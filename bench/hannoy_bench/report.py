@@ -209,6 +209,11 @@ def markdown(results, baseline):
                      if base_updates else "–"])
         rows.append([f"COPY of {updates['copy']['rows']:,} rows into the indexed table",
                      f"{updates['copy']['rows_per_second']:,.0f} rows/s", "–"])
+        cvr = updates.get("copy_vs_rebuild")
+        if cvr:
+            rows.append([f"COPY of {cvr['rows']:,} rows into the indexed table vs DROP INDEX + COPY + CREATE INDEX",
+                         f"{cvr['copy_into_index_seconds']:.1f} s vs {cvr['drop_copy_rebuild_seconds']:.1f} s "
+                         f"(ratio {cvr['ratio']:.2f}, target ≤ 3)", "–"])
     cold = results.get("cold_start")
     if cold:
         rows.append(["first query after restart, page cache dropped",
@@ -284,6 +289,13 @@ def markdown(results, baseline):
                 ["index file afterwards", f"{updates['size_after']['items']:,} live, "
                  f"{updates['size_after']['deleted_items']:,} deleted", _mb(updates['size_after']['file_bytes']),
                  f"{updates['size_after']['bytes_per_live_vector']:,.0f} B per live vector"]]
+        cvr = updates.get("copy_vs_rebuild")
+        if cvr:
+            rows += [["the same rows again: DELETE + VACUUM, then DROP INDEX, COPY, CREATE INDEX",
+                      f"{cvr['rows']:,} ({cvr['table_rows']:,} in the table)",
+                      f"{cvr['drop_copy_rebuild_seconds']:.1f} s (COPY {cvr['copy_part_seconds']:.1f} s)",
+                      f"COPY into the index takes {cvr['ratio']:.2f}× as long"],
+                     ["recall@10 after the rebuild", "", f"{cvr['recall_after_rebuild']:.4f}", ""]]
         lines += [f"## Updates (recall at ef_search {updates['ef_search']})", ""]
         lines += _table(["operation", "rows", "result", ""], rows) + [""]
         if updates["delete"].get("vacuum_problem"):
