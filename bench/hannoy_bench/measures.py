@@ -568,10 +568,27 @@ def cold_start(bench):
                   f"{file_bytes / 2**20:,.0f} MiB, then first query {preread['first_query_ms']:.1f} ms")
     except OSError as e:
         bench.log(f"  cannot read the index file to emulate a whole-file prefetch: {e.strerror}")
+    # hannoy.prefetch_memory: the upper layers only (a budget below the file's size), and the
+    # whole file (a budget above it), both in the server's configuration for the new backend.
+    prefetched = {}
+    if prefetch is not None:
+        for label, budget in (("upper_layers", "16MB"), ("whole_file", f"{file_bytes // 2**20 + 64}MB")):
+            cur = bench.cur
+            cur.execute("ALTER SYSTEM SET hannoy.prefetch_memory = %s", (budget,))
+            variant = [_first_queries(bench, drop_cache=True) for _ in range(bench.plan.cold_runs)]
+            bench.cur.execute("ALTER SYSTEM RESET hannoy.prefetch_memory")
+            bench.cur.execute("SELECT pg_reload_conf()")
+            prefetched[label] = {"setting": budget, "runs": variant,
+                                 **{key: median([r[key] for r in variant]) for key in
+                                    ("connect_ms", "first_query_ms", "second_query_ms", "later_queries_median_ms")}}
+            bench.log(f"  cold start with hannoy.prefetch_memory = {budget}: first query "
+                      f"{prefetched[label]['first_query_ms']:.1f} ms, second {prefetched[label]['second_query_ms']:.1f}"
+                      f" ms, then {prefetched[label]['later_queries_median_ms']:.1f} ms (medians)")
     summary = {key: median([r[key] for r in runs]) for key in
                ("connect_ms", "first_query_ms", "second_query_ms", "later_queries_median_ms")}
     bench.results["cold_start"] = {
         **summary, "runs": runs, "warm_restart": warm, "whole_file_preread": preread, "index_file_bytes": file_bytes,
+        "prefetch": prefetched,
         "page_cache_dropped": all(r["page_cache_dropped"] for r in runs),
         "prefetch_memory_setting": prefetch if prefetch is not None else "not available in this version"}
     bench.log(f"cold start (median of {len(runs)}): first query {summary['first_query_ms']:.1f} ms after connecting "

@@ -321,6 +321,14 @@ def markdown(results, baseline):
                 rows.append([label, f"{r['connect_ms']:.1f}", f"{r['first_query_ms']:.1f}", f"{r['second_query_ms']:.1f}",
                              f"{r['later_queries_median_ms']:.1f}",
                              f"{_mb(r['first_query_read_bytes'])}, {r['first_query_major_faults']} major faults"])
+        for label, what in (("upper_layers", "upper layers' vectors"), ("whole_file", "whole file")):
+            r = (cold.get("prefetch") or {}).get(label)
+            if r:
+                first_read = np.median([x["first_query_read_bytes"] or 0 for x in r["runs"]])
+                first_faults = np.median([x["first_query_major_faults"] for x in r["runs"]])
+                rows.append([f"restart, page cache dropped, hannoy.prefetch_memory = {r['setting']} ({what})",
+                             f"{r['connect_ms']:.1f}", f"{r['first_query_ms']:.1f}", f"{r['second_query_ms']:.1f}",
+                             f"{r['later_queries_median_ms']:.1f}", f"{_mb(first_read)}, {first_faults:.0f} major faults"])
         lines += _table(["", "connect ms", "1st query ms", "2nd query ms", "3rd-12th, median ms",
                          "1st query read"], rows)
         lines += ["", f"hannoy.prefetch_memory: {cold['prefetch_memory_setting']}.", ""]
