@@ -105,19 +105,24 @@ vacuum_cleanup_impl(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 	RepairStats repair = repair_deleted(store, gate);
 	if (repair.items_purged > 0)
 		pg_call([&] {
-			ereport(
-				info->message_level,
-				(errmsg("index \"%s\": graph repaired around %llu deleted items, %llu of %llu link lists "
-						"rewritten",
-						RelationGetRelationName(info->index), (unsigned long long)repair.items_purged,
-						(unsigned long long)repair.lists_rewritten, (unsigned long long)repair.lists_read)));
+			ereport(info->message_level,
+					(errmsg("index \"%s\": graph repaired around %llu deleted items, %llu of %llu link lists "
+							"rewritten%s",
+							RelationGetRelationName(info->index), (unsigned long long)repair.items_purged,
+							(unsigned long long)repair.lists_rewritten, (unsigned long long)repair.lists_read,
+							repair.entry_point_replaced ? ", entry point replaced" : "")));
 		});
 	/* Inserts and deletions can leave live items without incoming links; relink them so that
 	 * after every VACUUM each live item can be found. */
-	if (count_unreachable(store) > 0) {
+	uint32_t unreachable = count_unreachable(store);
+	if (unreachable > 0) {
 		lock_index_writer(info->index);
-		repair_reachability(store);
+		uint32_t links = repair_reachability(store);
 		unlock_index_writer(info->index);
+		pg_call([&] {
+			ereport(info->message_level, (errmsg("index \"%s\": %u unreachable items relinked with %u links",
+												 RelationGetRelationName(info->index), unreachable, links)));
+		});
 	}
 	IndexMeta meta;
 	{

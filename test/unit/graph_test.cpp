@@ -357,6 +357,56 @@ TEST(Graph, RowsInsertedClusterByClusterStayFindable)
 	EXPECT_GE(r, 0.95);
 }
 
+TEST(Graph, ReachabilityCheckInterval)
+{
+	EXPECT_EQ(reachability_check_interval(0), kMinReachabilityCheckInterval);
+	EXPECT_EQ(reachability_check_interval(8191), 256u);
+	EXPECT_EQ(reachability_check_interval(16384), 1024u);
+	EXPECT_EQ(reachability_check_interval(20000), 1024u);
+	EXPECT_EQ(reachability_check_interval(32768), 2048u);
+	EXPECT_EQ(reachability_check_interval(uint64_t(1) << 40), 1u << 30);
+}
+
+TEST(Graph, InsertsRelinkUnreachableItemsPeriodically)
+{
+	/* Short lists and clustered rows: pruning often takes an item's last incoming link. Each
+	 * batch runs in an Inserter of its own, as each flush of a backend does. The batch whose
+	 * new ids cross a multiple of the check interval leaves every live item reachable. */
+	Fixture f(Metric::L2, 32, 4, 16);
+	auto data = test::cluster_sorted_vectors(8000, 32, 40, 23);
+	f.build(std::vector<float>(data.begin(), data.begin() + 2000 * 32));
+	ASSERT_EQ(count_unreachable(*f.store), 0u);
+	const uint32_t batch = 37;
+	uint32_t checks = 0, relinked = 0, max_unreachable = 0;
+	for (uint32_t first = 2000; first < 8000; first += batch) {
+		uint32_t end = std::min<uint32_t>(8000, first + batch);
+		std::vector<NewItem> items;
+		for (uint32_t r = first; r < end; r++) {
+			f.stored.push_back(test::stored_form(f.metric, &data[static_cast<size_t>(r) * 32], 32));
+			items.push_back(NewItem{HeapTid{r / 100 + 1, static_cast<uint16_t>(r % 100 + 1)}, nullptr});
+		}
+		for (uint32_t r = first; r < end; r++)
+			items[r - first].vector = f.stored[r].data();
+		Inserter inserter(*f.store);
+		ASSERT_EQ(inserter.insert(items, 32), end - first);
+		uint32_t unreachable = count_unreachable(*f.store);
+		max_unreachable = std::max(max_unreachable, unreachable);
+		if (inserter.checked_reachability()) {
+			checks++;
+			relinked += inserter.relinked();
+			EXPECT_EQ(unreachable, 0u) << "after the check of the batch from row " << first;
+		}
+	}
+	std::printf("%u reachability checks relinked %u items; at most %u unreachable in between\n", checks,
+				relinked, max_unreachable);
+	/* New ids 2000..7999: 24 multiples of 256 are crossed (the index stays below 8,192 items). */
+	EXPECT_EQ(checks, 24u);
+	EXPECT_GT(relinked, 0u) << "no item lost its last incoming link: the test exercises nothing";
+	EXPECT_LT(max_unreachable, 256u);
+	repair_reachability(*f.store);
+	f.expect_sound();
+}
+
 TEST(Graph, InsertsIntoEmptyIndex)
 {
 	Fixture f(Metric::L2, 8, 4, 16);

@@ -120,7 +120,57 @@ BulkLoader::flush(bool final)
 	pending_.swap(keep);
 }
 
+namespace
+{
+
+/* The stored graph with the two extra operations connect_unreachable() needs. */
+class RepairGraph : public StoreGraph
+{
+public:
+	RepairGraph(StoreReader &reader, StoreWriter *writer, const Traversal &traversal)
+		: StoreGraph(reader, traversal), writer_(writer)
+	{
+	}
+	void set_link(uint32_t target, size_t slot, uint32_t id, float)
+	{
+		ids_.clear();
+		writer_->links(target, 0, ids_);
+		if (slot >= ids_.size())
+			ids_.push_back(id);
+		else
+			ids_[slot] = id;
+		writer_->put_links(target, 0, ids_.data(), ids_.size());
+	}
+
+private:
+	StoreWriter *writer_;
+	std::vector<uint32_t> ids_;
+};
+
+std::vector<uint32_t>
+live_items(StoreReader &reader)
+{
+	std::vector<uint32_t> items;
+	lmdb::Cursor cursor(reader.txn(), reader.store().items_dbi());
+	MDB_val k, v;
+	for (bool ok = cursor.seek(nullptr, 0, &k, &v); ok; ok = cursor.next(&k, &v))
+		items.push_back(decode_item_key(k.mv_data, k.mv_size));
+	return items;
+}
+
+} // namespace
+
 Inserter::Inserter(IndexStore &store) : store_(store) {}
+
+uint32_t
+reachability_check_interval(uint64_t live_items)
+{
+	uint64_t share = live_items / kReachabilityCheckShare;
+	uint32_t interval = kMinReachabilityCheckInterval;
+	while (interval <= share / 2 && interval < (1u << 30))
+		interval <<= 1;
+	return interval;
+}
 
 size_t
 Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
@@ -148,6 +198,9 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 		traversal_ = Traversal::for_construction(meta);
 		Bitmap tombstones = writer.tombstones();
 		added = 0;
+		checked_reachability_ = false;
+		relinked_ = 0;
+		const uint32_t first_new = meta.next_item;
 
 		/* First decide what each row becomes: a row whose vector is already indexed (or appears
 		 * earlier in this batch) joins that item; the others become new items, with
@@ -230,6 +283,18 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 			link(writer, meta, tombstones, f.id, f.level,
 				 traversal_.codes ? writer.code(f.id) : writer.vector(f.id));
 			meta.live_items++;
+		}
+
+		/* Pruning a full list can take away an item's last incoming link. VACUUM relinks such
+		 * items, but without VACUUM they would pile up, never found; so the batch whose new ids
+		 * cross a multiple of the check interval (about 1/16 of the index) relinks them. */
+		uint32_t interval = reachability_check_interval(meta.live_items);
+		if (meta.next_item != first_new && first_new / interval != meta.next_item / interval &&
+			meta.entry_point != kNoItem) {
+			RepairGraph graph(writer, &writer, traversal_);
+			relinked_ = connect_unreachable(graph, live_items(writer), meta.entry_point, meta.max_level,
+											2u * meta.params.m, meta.params.ef_construction, meta.next_item);
+			checked_reachability_ = true;
 		}
 		meta.seq++;
 		writer.put_meta(meta);
@@ -345,46 +410,6 @@ Inserter::force_reverse_link(StoreWriter &writer, StoreGraph &graph, uint32_t ta
 	ids_[farthest] = id;
 	writer.put_links(target, 0, ids_.data(), ids_.size());
 }
-
-namespace
-{
-
-/* The stored graph with the two extra operations connect_unreachable() needs. */
-class RepairGraph : public StoreGraph
-{
-public:
-	RepairGraph(StoreReader &reader, StoreWriter *writer, const Traversal &traversal)
-		: StoreGraph(reader, traversal), writer_(writer)
-	{
-	}
-	void set_link(uint32_t target, size_t slot, uint32_t id, float)
-	{
-		ids_.clear();
-		writer_->links(target, 0, ids_);
-		if (slot >= ids_.size())
-			ids_.push_back(id);
-		else
-			ids_[slot] = id;
-		writer_->put_links(target, 0, ids_.data(), ids_.size());
-	}
-
-private:
-	StoreWriter *writer_;
-	std::vector<uint32_t> ids_;
-};
-
-std::vector<uint32_t>
-live_items(StoreReader &reader)
-{
-	std::vector<uint32_t> items;
-	lmdb::Cursor cursor(reader.txn(), reader.store().items_dbi());
-	MDB_val k, v;
-	for (bool ok = cursor.seek(nullptr, 0, &k, &v); ok; ok = cursor.next(&k, &v))
-		items.push_back(decode_item_key(k.mv_data, k.mv_size));
-	return items;
-}
-
-} // namespace
 
 uint32_t
 count_unreachable(IndexStore &store)

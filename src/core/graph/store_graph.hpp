@@ -136,6 +136,15 @@ struct NewItem {
 	const uint8_t *vector;
 };
 
+/// Inserts make every live item reachable again (as VACUUM's cleanup does) in the batch whose
+/// new item ids cross a multiple of reachability_check_interval(): about every
+/// 1/kReachabilityCheckShare of the index, whichever process inserts them.
+constexpr uint32_t kReachabilityCheckShare = 16;
+constexpr uint32_t kMinReachabilityCheckInterval = 256;
+/// The live items divided by kReachabilityCheckShare, rounded down to a power of two, at least
+/// kMinReachabilityCheckInterval.
+uint32_t reachability_check_interval(uint64_t live_items);
+
 /// Links new items into an existing graph.
 class Inserter
 {
@@ -147,6 +156,11 @@ public:
 	/// that item instead of becoming a new node. The first vector of an index built empty fixes
 	/// its dimension; any other dimension is an error. Returns how many TIDs were added.
 	size_t insert(const std::vector<NewItem> &items, uint32_t dims);
+
+	/// Whether the last insert() checked that every live item is reachable (and relinked
+	/// those that were not), and how many links that added.
+	bool checked_reachability() const { return checked_reachability_; }
+	uint32_t relinked() const { return relinked_; }
 
 private:
 	void link(StoreWriter &writer, IndexMeta &meta, const Bitmap &tombstones, uint32_t id, uint8_t level,
@@ -160,6 +174,8 @@ private:
 	SearchScratch scratch_;
 	std::vector<Candidate> entry_points_, found_, selected_, prune_;
 	std::vector<uint32_t> ids_;
+	bool checked_reachability_ = false;
+	uint32_t relinked_ = 0;
 };
 
 /// Live items that cannot be reached from the entry point (read transaction only).
