@@ -50,7 +50,7 @@ namespace
 constexpr char kFilePrefix[] = "pgsql_tmp_hannoy_";
 constexpr char kLockSuffix[] = "-lock";
 /* Marks the last automatic orphan sweep of a database (its mtime); never an index file. */
-constexpr char kSweepStamp[] = "pgsql_tmp_hannoy_sweep";
+constexpr char kSweepStamp[] = "pgsql_tmp_sweep_hannoy";
 /* Files younger than this whose owner cannot be established are left alone. */
 constexpr time_t kYoungFileSeconds = 60;
 /* Same seed as builds: only the level draws of later inserts depend on it. */
