@@ -303,7 +303,6 @@ _PG_init(void)
 	DefineCustomIntVariable("hannoy.ef_search", "Sets the size of the candidate list of hannoy index scans.",
 							"Larger values give better recall and slower scans. Valid range is 1..1000.",
 							&ef_search, 40, 1, 1000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
-	MarkGUCPrefixReserved("hannoy");
 
 	relopt_kind_hannoy = add_reloption_kind();
 	add_int_reloption(relopt_kind_hannoy, "m", "Maximum number of neighbours per node on upper layers", 16, 2,
@@ -317,6 +316,8 @@ _PG_init(void)
 
 	init_storage_lifecycle();
 	init_insert_buffering();
+	/* After every hannoy.* setting is defined: placeholders left then are typos. */
+	MarkGUCPrefixReserved("hannoy");
 	/* Pick the distance kernels now, in the postmaster, so every backend inherits the choice. */
 	hannoy::simd::active_kernels();
 }
