@@ -648,7 +648,8 @@ maybe_sweep_orphans()
 	if (swept_this_process || orphan_sweep_interval < 0)
 		return;
 	swept_this_process = true;
-	if (IsParallelWorker() || RecoveryInProgress() || !IsTransactionState() || !OidIsValid(MyDatabaseId))
+	if (IsParallelWorker() || IsInParallelMode() || RecoveryInProgress() || !IsTransactionState() ||
+		!OidIsValid(MyDatabaseId))
 		return;
 	try {
 		std::string stamp = database_directory(MyDatabaseTableSpace, MyDatabaseId) + "/" + kSweepStamp;
