@@ -208,6 +208,11 @@ INSERT INTO p VALUES (250, '{99.7, 99.7}');
 SELECT hannoy_files();
 EXPLAIN (COSTS OFF) SELECT id FROM p ORDER BY v <-> '{99.6, 99.6}' LIMIT 4;
 SELECT id FROM p ORDER BY v <-> '{99.6, 99.6}' LIMIT 4;
+-- The partitioned index has no storage: its size is its partitions'.
+SELECT hannoy_index_size('p_idx') = hannoy_index_size('p1_v_idx') + hannoy_index_size('p2_v_idx')
+	+ hannoy_index_size('p3_v_idx') AS sum_of_partitions, hannoy_index_size('p1_v_idx') > 8192 AS counts_file;
+SELECT items FROM hannoy_index_info('p_idx');
+SELECT items FROM hannoy_index_info('p2_v_idx');
 ALTER TABLE p DETACH PARTITION p2;
 SELECT id FROM p ORDER BY v <-> '{99.6, 99.6}' LIMIT 4;
 DROP TABLE p;

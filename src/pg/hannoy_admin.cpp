@@ -6,6 +6,10 @@
 
 #include <sys/stat.h>
 
+extern "C" {
+#include "catalog/pg_inherits.h"
+}
+
 #include "core/distance/kernels.hpp"
 #include "core/graph/verify.hpp"
 
@@ -35,6 +39,11 @@ open_hannoy_index(Oid relid)
 	if (index->rd_rel->relam != get_am_oid("hannoy", false))
 		ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
 						errmsg("\"%s\" is not a hannoy index", RelationGetRelationName(index))));
+	if (index->rd_rel->relkind == RELKIND_PARTITIONED_INDEX)
+		ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+						errmsg("\"%s\" is a partitioned index, which has no storage of its own",
+							   RelationGetRelationName(index)),
+						errhint("Pass the index of a partition (see pg_partition_tree()).")));
 	return index;
 }
 
@@ -102,10 +111,9 @@ index_info(FunctionCallInfo fcinfo)
 }
 
 /* Storage file and lock file, plus every fork of the index relation (the metapage). */
-Datum
-index_size(FunctionCallInfo fcinfo)
+int64
+one_index_size(Oid relid)
 {
-	Oid relid = PG_GETARG_OID(0);
 	Relation index = pg_call([&] { return open_hannoy_index(relid); });
 	int64 bytes = static_cast<int64>(index_file_bytes(index));
 	pg_call([&] {
@@ -115,6 +123,25 @@ index_size(FunctionCallInfo fcinfo)
 				bytes += static_cast<int64>(smgrnblocks(smgr, static_cast<ForkNumber>(fork))) * BLCKSZ;
 		index_close(index, AccessShareLock);
 	});
+	return bytes;
+}
+
+/* A partitioned index is the sum of its partitions' indexes. */
+Datum
+index_size(FunctionCallInfo fcinfo)
+{
+	Oid relid = PG_GETARG_OID(0);
+	char relkind = pg_call([&] { return get_rel_relkind(relid); });
+	if (relkind != RELKIND_PARTITIONED_INDEX)
+		PG_RETURN_INT64(one_index_size(relid));
+	List *members = pg_call([&] { return find_all_inheritors(relid, AccessShareLock, nullptr); });
+	int64 bytes = 0;
+	ListCell *cell;
+	foreach (cell, members) {
+		Oid member = lfirst_oid(cell);
+		if (pg_call([&] { return get_rel_relkind(member); }) == RELKIND_INDEX)
+			bytes += one_index_size(member);
+	}
 	PG_RETURN_INT64(bytes);
 }
 
