@@ -90,6 +90,9 @@ is(join(',', files()), $live, 'the first use of an index swept the orphans');
 like(PostgreSQL::Test::Utils::slurp_file($node->logfile, $log_offset),
 	qr/removed orphaned hannoy index file "\Q$strays[0]\E"/, 'the sweep is logged');
 make_strays();
+$node->safe_psql('postgres', 'VACUUM t');
+is(join(',', files()), $live, 'so did VACUUM in a new session');
+make_strays();
 $node->append_conf('postgresql.conf', "hannoy.orphan_sweep_interval = 3600\n");
 $node->restart;
 check_live('first use within the interval');
