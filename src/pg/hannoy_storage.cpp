@@ -8,7 +8,14 @@
  * TABLESPACE, DROP DATABASE, CREATE DATABASE with file_copy) carry flat files along.
  *
  * Files follow transactions: a file created by a (sub)transaction is removed if it aborts;
- * the files of a dropped or rebuilt index are removed when the dropping transaction commits.
+ * the files of a dropped or rebuilt index are removed when the dropping transaction commits
+ * (for DROP INDEX CONCURRENTLY, the last of its transactions). ALTER INDEX SET TABLESPACE
+ * copies the file (OAT_POST_ALTER); CREATE DATABASE with the wal_log strategy, which copies
+ * relation files only, gets the template's files copied after it (ProcessUtility_hook). An
+ * unlogged index reset by crash recovery gets an empty file at its first use. Files whose
+ * index is gone (a crash between commit and removal, a crashed build, stray copies) are
+ * swept: by hannoy_cleanup_orphans() and at a backend's first use of an index.
+ *
  * Each process opens a file at most once (LMDB forbids opening one file twice per process)
  * and only after fork, lazily, and closes it when the index's relcache entry is invalidated.
  */
@@ -42,10 +49,11 @@ extern "C" {
 namespace hannoy::pg
 {
 
-int orphan_sweep_interval = 600;
-
 namespace
 {
+
+/* hannoy.orphan_sweep_interval: seconds between automatic sweeps (0: always, -1: never). */
+int orphan_sweep_interval = 600;
 
 constexpr char kFilePrefix[] = "pgsql_tmp_hannoy_";
 constexpr char kLockSuffix[] = "-lock";
