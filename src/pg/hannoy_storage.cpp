@@ -228,7 +228,8 @@ file_size(const std::string &path)
 	return ::stat(path.c_str(), &st) == 0 ? static_cast<int64>(st.st_size) : 0;
 }
 
-/* Seconds since the file (or its lock file) was last modified; large when neither exists. */
+/* Seconds since the file (or its lock file) was last modified; 0 when neither exists (it is
+ * being replaced, or was removed meanwhile: not something to remove now). */
 time_t
 file_age(const std::string &path)
 {
@@ -239,7 +240,7 @@ file_age(const std::string &path)
 		newest = std::max(newest, st.st_mtime);
 	if (::stat((path + kLockSuffix).c_str(), &st) == 0)
 		newest = std::max(newest, st.st_mtime);
-	return newest == 0 ? now : now - newest;
+	return newest == 0 ? 0 : now - newest;
 }
 
 void
