@@ -36,6 +36,11 @@ INSERT INTO bad VALUES (901, '{1, NaN}');
 INSERT INTO bad SELECT i, ARRAY[i, i]::real[] FROM generate_series(902, 1000) i;
 CREATE INDEX bad_idx ON bad USING hannoy (v);
 SELECT hannoy_files();
+-- CREATE INDEX CONCURRENTLY failing the same way leaves an invalid index without a file.
+CREATE INDEX CONCURRENTLY bad_cidx ON bad USING hannoy (v);
+SELECT indisvalid FROM pg_index WHERE indexrelid = 'bad_cidx'::regclass;
+SELECT hannoy_files();
+DROP INDEX bad_cidx;
 DELETE FROM bad WHERE id = 901;
 CREATE INDEX bad_idx ON bad USING hannoy (v);
 SELECT hannoy_files();

@@ -145,9 +145,18 @@ $node->safe_psql('postgres', 'DROP DATABASE copy_wal');
 $node->safe_psql('postgres', 'DROP DATABASE copy_file');
 is(files(), 4, 'DROP DATABASE removes the files of its indexes');
 
-# Nothing of hannoy's is left in ts1 once its indexes are dropped: the tablespace can go.
+# Nothing of hannoy's is left in ts1 once its indexes are dropped: the tablespace can go. An
+# orphan there (a stray copy named for no index) would keep it from going:
+# hannoy_cleanup_orphans() finds it. (Copies named for the dropped index go with it.)
 $node->safe_psql('src', 'DROP INDEX w_idx');
+my $w_file = $node->safe_psql('postgres', q{SELECT file FROM hannoy_index_info('w_idx')});
+(my $stray = $w_file) =~ s/_(\d+)_(\d+)$/_4000000000_1/;
+PostgreSQL::Test::Utils::system_or_bail('cp', $node->data_dir . "/$w_file", $node->data_dir . "/$stray");
 $node->safe_psql('postgres', 'DROP INDEX w_idx');
+my ($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP TABLESPACE ts1');
+like($stderr, qr/is not empty/, 'an orphan keeps the tablespace from being dropped');
+is($node->safe_psql('postgres', 'SELECT file FROM hannoy_cleanup_orphans()'), $stray,
+	'hannoy_cleanup_orphans() removes the orphan in the tablespace');
 $node->safe_psql('postgres', 'DROP DATABASE src');
 $node->safe_psql('postgres', 'DROP TABLESPACE ts1');
 is(files(), 1, 'one storage file left');
