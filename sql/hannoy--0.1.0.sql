@@ -120,7 +120,8 @@ CREATE OPERATOR CLASS bit_hamming_ops DEFAULT FOR TYPE bit varying USING hannoy 
 CREATE FUNCTION hannoy_index_info(index regclass,
 	OUT file text, OUT file_exists boolean, OUT file_bytes bigint, OUT matches_metapage boolean,
 	OUT metric text, OUT dimensions integer, OUT m integer, OUT ef_construction integer,
-	OUT items bigint, OUT deleted_items bigint, OUT max_level integer, OUT format_version integer)
+	OUT items bigint, OUT deleted_items bigint, OUT max_level integer, OUT format_version integer,
+	OUT entry_point bigint, OUT layers integer)
 	AS 'MODULE_PATHNAME', 'hannoy_index_info' LANGUAGE C STRICT;
 COMMENT ON FUNCTION hannoy_index_info(regclass) IS 'storage file, size and contents of a hannoy index';
 
@@ -130,9 +131,18 @@ CREATE FUNCTION hannoy_verify(index regclass, reachability boolean DEFAULT true,
 	AS 'MODULE_PATHNAME', 'hannoy_verify' LANGUAGE C STRICT;
 COMMENT ON FUNCTION hannoy_verify(regclass, boolean) IS 'checks every structural invariant of a hannoy index';
 
+CREATE FUNCTION hannoy_index_size(index regclass) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'hannoy_index_size' LANGUAGE C STRICT;
+COMMENT ON FUNCTION hannoy_index_size(regclass) IS 'bytes of a hannoy index: storage file and relation';
+
+CREATE FUNCTION hannoy_cleanup_orphans(OUT file text, OUT bytes bigint) RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'hannoy_cleanup_orphans' LANGUAGE C STRICT;
+COMMENT ON FUNCTION hannoy_cleanup_orphans() IS 'removes hannoy storage files of this database that belong to no index';
+
 CREATE FUNCTION hannoy_kernels() RETURNS text
 	AS 'MODULE_PATHNAME', 'hannoy_kernels' LANGUAGE C STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION hannoy_kernels() IS 'instruction set of the distance kernels in use';
 
 REVOKE ALL ON FUNCTION hannoy_index_info(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hannoy_verify(regclass, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION hannoy_cleanup_orphans() FROM PUBLIC;

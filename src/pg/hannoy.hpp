@@ -9,6 +9,7 @@
 #include "guard.hpp"
 
 #include <string>
+#include <vector>
 
 #include "core/distance/metric.hpp"
 #include "core/store/index_store.hpp"
@@ -126,7 +127,19 @@ void remember_created_file(const std::string &path, Oid index_oid);
 /// Registers the other files of an index (older relation files): removed at commit.
 void remove_other_files_at_commit(Oid index_oid, Oid tablespace, Oid database, const std::string &keep);
 
-/// Installs the drop hook and transaction callbacks (from _PG_init).
+/// Bytes of the index's storage file and its lock file.
+uint64 index_file_bytes(Relation index);
+
+/// A storage file that belongs to no index.
+struct OrphanFile {
+	std::string path; ///< relative to the data directory
+	int64 bytes;      ///< data and lock file
+};
+/// Finds (and with `remove`, deletes) the orphaned storage files of the current database.
+std::vector<OrphanFile> cleanup_orphan_files(bool remove);
+
+/// Installs the drop and alter hooks, the utility hook (CREATE DATABASE) and the
+/// transaction callbacks (from _PG_init).
 void init_storage_lifecycle();
 
 /// Takes the index's writer lock, a heavyweight lock PostgreSQL can see (deadlocks,

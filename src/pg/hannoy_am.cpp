@@ -307,11 +307,10 @@ _PG_init(void)
 	DefineCustomIntVariable(
 		"hannoy.prefetch_memory",
 		"Sets how much of an index file a process asks the kernel to read ahead when it opens it.",
-		"The link lists and the upper layers' vectors, which every search reads first, are read in the "
-		"background, so that the first queries after a restart do not wait for one disk read per page. "
-		"0 turns it off.",
+		"The whole file when it fits, otherwise the upper layers' vectors, where every search starts, are "
+		"read in the background, so that the first queries after a restart do not wait for one disk read "
+		"per page. 0 turns it off.",
 		&prefetch_memory_kb, 0, 0, INT_MAX, PGC_USERSET, GUC_UNIT_KB, nullptr, nullptr, nullptr);
-	MarkGUCPrefixReserved("hannoy");
 
 	relopt_kind_hannoy = add_reloption_kind();
 	add_int_reloption(relopt_kind_hannoy, "m", "Maximum number of neighbours per node on upper layers", 16, 2,
@@ -325,6 +324,8 @@ _PG_init(void)
 
 	init_storage_lifecycle();
 	init_insert_buffering();
+	/* After every hannoy.* setting is defined: placeholders left then are typos. */
+	MarkGUCPrefixReserved("hannoy");
 	/* Pick the distance kernels now, in the postmaster, so every backend inherits the choice. */
 	hannoy::simd::active_kernels();
 }

@@ -8,7 +8,14 @@
  * TABLESPACE, DROP DATABASE, CREATE DATABASE with file_copy) carry flat files along.
  *
  * Files follow transactions: a file created by a (sub)transaction is removed if it aborts;
- * the files of a dropped or rebuilt index are removed when the dropping transaction commits.
+ * the files of a dropped or rebuilt index are removed when the dropping transaction commits
+ * (for DROP INDEX CONCURRENTLY, the last of its transactions). ALTER INDEX SET TABLESPACE
+ * copies the file (OAT_POST_ALTER); CREATE DATABASE with the wal_log strategy, which copies
+ * relation files only, gets the template's files copied after it (ProcessUtility_hook). An
+ * unlogged index reset by crash recovery gets an empty file at its first use. Files whose
+ * index is gone (a crash between commit and removal, a crashed build, stray copies) are
+ * swept: by hannoy_cleanup_orphans() and at a backend's first use of an index.
+ *
  * Each process opens a file at most once (LMDB forbids opening one file twice per process)
  * and only after fork, lazily, and closes it when the index's relcache entry is invalidated.
  */
@@ -17,6 +24,9 @@
 #include "core/graph/prefetch.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,7 +35,16 @@
 #include <vector>
 
 extern "C" {
+#include "access/genam.h"
+#include "catalog/catalog.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_tablespace_d.h"
+#include "commands/dbcommands.h"
 #include "commands/defrem.h"
+#include "nodes/parsenodes.h"
+#include "storage/procarray.h"
+#include "tcop/utility.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 }
 
@@ -35,7 +54,17 @@ namespace hannoy::pg
 namespace
 {
 
+/* hannoy.orphan_sweep_interval: seconds between automatic sweeps (0: always, -1: never). */
+int orphan_sweep_interval = 600;
+
 constexpr char kFilePrefix[] = "pgsql_tmp_hannoy_";
+constexpr char kLockSuffix[] = "-lock";
+/* Marks the last automatic orphan sweep of a database (its mtime); never an index file. */
+constexpr char kSweepStamp[] = "pgsql_tmp_sweep_hannoy";
+/* Files younger than this whose owner cannot be established are left alone. */
+constexpr time_t kYoungFileSeconds = 60;
+/* Same seed as builds: only the level draws of later inserts depend on it. */
+constexpr uint64_t kLevelSeed = 0x68616e6e6f79ull;
 
 struct OpenStore {
 	std::unique_ptr<IndexStore> store;
@@ -48,13 +77,19 @@ struct PendingFile {
 	std::string path;
 	SubTransactionId subxact;
 	bool remove_at_commit; /* true: file of a dropped/rebuilt index; false: created here */
+	/* DROP INDEX CONCURRENTLY commits several transactions before the index's catalog row is
+	 * deleted: its files wait, carried from one transaction to the next, for that one. */
+	Oid wait_for_drop = InvalidOid;
+	bool carry = false;
 };
 
 /* Heap-allocated and never destroyed: no static destructors may run at proc_exit. */
 std::unordered_map<Oid, OpenStore> *open_stores = nullptr;
 std::vector<PendingFile> *pending_files = nullptr;
 bool exit_callback_registered = false;
+bool swept_this_process = false;
 object_access_hook_type previous_object_access_hook = nullptr;
+ProcessUtility_hook_type previous_process_utility = nullptr;
 
 std::unordered_map<Oid, OpenStore> &
 stores()
@@ -85,6 +120,139 @@ std::string
 file_name(Oid index_oid, Oid relfilenode)
 {
 	return format("%s%u_%u", kFilePrefix, index_oid, relfilenode);
+}
+
+bool
+ends_with(const std::string &s, const char *suffix)
+{
+	size_t n = strlen(suffix);
+	return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+/* An index file (or a lone lock file) found in a database directory. */
+struct FoundFile {
+	std::string dir;
+	Oid tablespace;
+	Oid index_oid;
+	Oid relfilenode;
+	std::string path; /* of the data file, whether or not it exists */
+	bool has_data = false;
+	bool has_lock = false;
+};
+
+bool
+parse_oid(const char *s, const char *end, Oid *out)
+{
+	if (s == end || end - s > 10)
+		return false;
+	uint64 value = 0;
+	for (const char *c = s; c < end; c++) {
+		if (*c < '0' || *c > '9')
+			return false;
+		value = value * 10 + static_cast<uint64>(*c - '0');
+	}
+	if (value == 0 || value > 0xFFFFFFFFull)
+		return false;
+	*out = static_cast<Oid>(value);
+	return true;
+}
+
+/* Parses pgsql_tmp_hannoy_<oid>_<relfilenode>[-lock]. */
+bool
+parse_file_name(std::string name, Oid *index_oid, Oid *relfilenode, bool *is_lock)
+{
+	*is_lock = ends_with(name, kLockSuffix);
+	if (*is_lock)
+		name.resize(name.size() - strlen(kLockSuffix));
+	if (name.compare(0, strlen(kFilePrefix), kFilePrefix) != 0)
+		return false;
+	const char *p = name.c_str() + strlen(kFilePrefix);
+	const char *underscore = strchr(p, '_');
+	if (underscore == nullptr)
+		return false;
+	return parse_oid(p, underscore, index_oid) &&
+		   parse_oid(underscore + 1, name.c_str() + name.size(), relfilenode);
+}
+
+/* Tablespaces that may hold a directory of a database: pg_default and every entry of
+ * pg_tblspc (read from the file system, so it works without catalog access). */
+std::vector<Oid>
+tablespaces()
+{
+	std::vector<Oid> result{DEFAULTTABLESPACE_OID};
+	if (DIR *d = ::opendir("pg_tblspc")) {
+		while (struct dirent *entry = ::readdir(d)) {
+			Oid oid;
+			const char *name = entry->d_name;
+			if (parse_oid(name, name + strlen(name), &oid))
+				result.push_back(oid);
+		}
+		::closedir(d);
+	}
+	return result;
+}
+
+/* Every hannoy index file of a database, in all its tablespaces (optionally one index's). */
+std::vector<FoundFile>
+find_files(Oid database, Oid only_index = InvalidOid)
+{
+	std::vector<FoundFile> found;
+	for (Oid tablespace : tablespaces()) {
+		std::string dir = database_directory(tablespace, database);
+		DIR *d = ::opendir(dir.c_str());
+		if (d == nullptr)
+			continue;
+		while (struct dirent *entry = ::readdir(d)) {
+			Oid index_oid, relfilenode;
+			bool is_lock;
+			if (!parse_file_name(entry->d_name, &index_oid, &relfilenode, &is_lock))
+				continue;
+			if (OidIsValid(only_index) && index_oid != only_index)
+				continue;
+			std::string path = dir + "/" + file_name(index_oid, relfilenode);
+			auto it =
+				std::find_if(found.begin(), found.end(), [&](const FoundFile &f) { return f.path == path; });
+			if (it == found.end()) {
+				found.push_back(FoundFile{dir, tablespace, index_oid, relfilenode, path});
+				it = found.end() - 1;
+			}
+			(is_lock ? it->has_lock : it->has_data) = true;
+		}
+		::closedir(d);
+	}
+	return found;
+}
+
+int64
+file_size(const std::string &path)
+{
+	struct stat st;
+	return ::stat(path.c_str(), &st) == 0 ? static_cast<int64>(st.st_size) : 0;
+}
+
+/* Seconds since the file (or its lock file) was last modified; 0 when neither exists (it is
+ * being replaced, or was removed meanwhile: not something to remove now). */
+time_t
+file_age(const std::string &path)
+{
+	time_t now = ::time(nullptr);
+	time_t newest = 0;
+	struct stat st;
+	if (::stat(path.c_str(), &st) == 0)
+		newest = std::max(newest, st.st_mtime);
+	if (::stat((path + kLockSuffix).c_str(), &st) == 0)
+		newest = std::max(newest, st.st_mtime);
+	return newest == 0 ? 0 : now - newest;
+}
+
+void
+fsync_directory(const std::string &dir)
+{
+	int fd = ::open(dir.c_str(), O_RDONLY);
+	if (fd < 0)
+		return;
+	(void)::fsync(fd);
+	::close(fd);
 }
 
 /* Closes a cached store. Only safe when no transaction of it is live in this process. */
@@ -121,6 +289,15 @@ close_store_with_path(const std::string &path)
 	}
 }
 
+bool
+store_is_open(const std::string &path)
+{
+	for (auto &entry : stores())
+		if (entry.second.path == path)
+			return true;
+	return false;
+}
+
 void
 close_all_stores(int, Datum)
 {
@@ -144,9 +321,33 @@ apply_pending(bool committed)
 	/* Moved out first: nothing here may run twice if a WARNING is interrupted. */
 	std::vector<PendingFile> files;
 	files.swap(*pending_files);
-	for (const PendingFile &file : files)
-		if (file.remove_at_commit == committed)
+	for (PendingFile &file : files) {
+		if (committed && file.carry) {
+			/* A concurrent drop still under way: wait for its last transaction. */
+			file.carry = false;
+			file.subxact = TopSubTransactionId;
+			pending_files->push_back(std::move(file));
+		} else if (file.remove_at_commit == committed) {
 			remove_file_quietly(file.path);
+		}
+	}
+}
+
+/* Before commit: files of a concurrent drop whose index still exists are carried over. */
+void
+mark_carried_files()
+{
+	if (pending_files == nullptr)
+		return;
+	for (PendingFile &file : *pending_files) {
+		if (!OidIsValid(file.wait_for_drop))
+			continue;
+		bool exists =
+			pg_call([&] { return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(file.wait_for_drop)); });
+		file.carry = exists;
+		if (!exists)
+			file.wait_for_drop = InvalidOid;
+	}
 }
 
 void
@@ -158,6 +359,9 @@ xact_callback(XactEvent event, void *)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("cannot prepare a transaction that created, rebuilt or dropped a hannoy index")));
+		break;
+	case XACT_EVENT_PRE_COMMIT:
+		hannoy_guarded([] { mark_carried_files(); });
 		break;
 	case XACT_EVENT_COMMIT:
 	case XACT_EVENT_PARALLEL_COMMIT:
@@ -225,28 +429,439 @@ is_hannoy_index(Form_pg_class form)
 	return form->relam == get_am_oid("hannoy", true);
 }
 
+/* The catalog's view of an index: whether it is a hannoy index, and its relation file. */
+struct CatalogEntry {
+	bool hannoy = false;
+	Oid relfilenode = InvalidOid;
+	Oid tablespace = InvalidOid; /* effective: never 0 */
+};
+
+CatalogEntry
+lookup_index(Oid oid)
+{
+	CatalogEntry result;
+	pg_call([&] {
+		HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(oid));
+		if (!HeapTupleIsValid(tuple))
+			return;
+		Form_pg_class form = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple));
+		result.hannoy = is_hannoy_index(form);
+		result.relfilenode = form->relfilenode;
+		result.tablespace = OidIsValid(form->reltablespace) ? form->reltablespace : MyDatabaseTableSpace;
+		ReleaseSysCache(tuple);
+	});
+	return result;
+}
+
+/* pg_class as changed by the current command (SnapshotSelf), as OAT_POST_ALTER hooks must
+ * read it: the catalog caches still show the row from before the change. */
+CatalogEntry
+lookup_index_self(Oid oid)
+{
+	CatalogEntry result;
+	pg_call([&] {
+		Relation pg_class = table_open(RelationRelationId, AccessShareLock);
+		ScanKeyData key;
+		ScanKeyInit(&key, Anum_pg_class_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(oid));
+		SysScanDesc scan = systable_beginscan(pg_class, ClassOidIndexId, true, SnapshotSelf, 1, &key);
+		HeapTuple tuple = systable_getnext(scan);
+		if (HeapTupleIsValid(tuple)) {
+			Form_pg_class form = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple));
+			result.hannoy = is_hannoy_index(form);
+			result.relfilenode = form->relfilenode;
+			result.tablespace = OidIsValid(form->reltablespace) ? form->reltablespace : MyDatabaseTableSpace;
+		}
+		systable_endscan(scan);
+		table_close(pg_class, AccessShareLock);
+	});
+	return result;
+}
+
+void
+schedule_removal(const std::string &path, Oid wait_for_drop)
+{
+	PendingFile file{path, GetCurrentSubTransactionId(), true};
+	file.wait_for_drop = wait_for_drop;
+	pending().push_back(std::move(file));
+}
+
+/*
+ * ALTER INDEX ... SET TABLESPACE (also ALTER INDEX ALL IN TABLESPACE) copies the relation
+ * to a new relation file in the new tablespace, then fires OAT_POST_ALTER before the relcache
+ * sees the change. The storage file follows: this backend's buffered rows are linked into the
+ * old file, a consistent compacted copy is written under the new name in the new directory
+ * and given the new identity; the copy is removed if the transaction aborts, the old file
+ * when it commits.
+ */
+void
+move_after_set_tablespace(Oid oid)
+{
+	CatalogEntry now = lookup_index_self(oid);
+	if (!now.hannoy)
+		return;
+	Relation index = pg_call([&] { return index_open(oid, NoLock); });
+	Oid old_relfilenode = HANNOY_RELFILENUMBER(index);
+	if (now.relfilenode == old_relfilenode && now.tablespace == HANNOY_TABLESPACE(index)) {
+		pg_call([&] { index_close(index, NoLock); });
+		return;
+	}
+	std::string old_path = index_file_path(index);
+	std::string new_path =
+		database_directory(now.tablespace, HANNOY_DATABASE(index)) + "/" + file_name(oid, now.relfilenode);
+	IndexStore *store = nullptr;
+	try {
+		flush_pending_inserts(index);
+		store = &open_index_store(index);
+	} catch (const Error &e) {
+		if (e.code() != ErrorCode::Unavailable)
+			throw;
+		/* Nothing usable to carry along: the index stays unavailable until REINDEX. */
+		pg_call([&] {
+			ereport(WARNING, (errmsg("%s", e.what()), errdetail("The index was moved without its storage."),
+							  errhint("REINDEX the index.")));
+			index_close(index, NoLock);
+		});
+		return;
+	}
+	TransactionId xid = pg_call([] { return GetTopTransactionId(); });
+	IndexStore::remove_files(new_path);
+	remember_created_file(new_path, oid);
+	lmdb::check(mdb_env_copy2(store->env().raw(), new_path.c_str(), MDB_CP_COMPACT), "mdb_env_copy2",
+				new_path);
+	{
+		std::unique_ptr<IndexStore> copy = IndexStore::open(new_path, store_options());
+		lmdb::run_write(copy->env(), [&](lmdb::Txn &txn) {
+			StoreWriter writer(*copy, txn);
+			IndexMeta meta = writer.meta();
+			meta.identity.relfilenode = now.relfilenode;
+			meta.identity.tablespace_oid = now.tablespace;
+			meta.identity.creator_xid = xid;
+			writer.put_meta(meta);
+		});
+		copy->env().sync();
+	}
+	fsync_directory(database_directory(now.tablespace, HANNOY_DATABASE(index)));
+	schedule_removal(old_path, InvalidOid);
+	pg_call([&] { index_close(index, NoLock); });
+}
+
 void
 object_access(ObjectAccessType access, Oid class_id, Oid object_id, int sub_id, void *arg)
 {
 	if (previous_object_access_hook != nullptr)
 		previous_object_access_hook(access, class_id, object_id, sub_id, arg);
-	if (access != OAT_DROP || class_id != RelationRelationId || sub_id != 0)
+	if (class_id != RelationRelationId || sub_id != 0)
+		return;
+	if (access == OAT_POST_ALTER) {
+		hannoy_guarded([&] { move_after_set_tablespace(object_id); });
+		return;
+	}
+	if (access != OAT_DROP)
 		return;
 	hannoy_guarded([&] {
-		Oid tablespace = InvalidOid;
-		bool ours = pg_call([&] {
-			HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(object_id));
-			if (!HeapTupleIsValid(tuple))
-				return false;
-			Form_pg_class form = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple));
-			bool result = is_hannoy_index(form);
-			tablespace = OidIsValid(form->reltablespace) ? form->reltablespace : MyDatabaseTableSpace;
-			ReleaseSysCache(tuple);
-			return result;
-		});
-		if (ours)
-			remove_other_files_at_commit(object_id, tablespace, MyDatabaseId, std::string());
+		CatalogEntry entry = lookup_index(object_id);
+		if (!entry.hannoy)
+			return;
+		auto *drop = static_cast<ObjectAccessDrop *>(arg);
+		bool concurrent = drop != nullptr && (drop->dropflags & PERFORM_DELETION_CONCURRENTLY) != 0;
+		for (const FoundFile &file : find_files(MyDatabaseId, object_id))
+			schedule_removal(file.path, concurrent ? object_id : InvalidOid);
 	});
+}
+
+/* ---- Orphans ------------------------------------------------------------------------------ */
+
+bool
+is_pending_path(const std::string &path)
+{
+	if (pending_files == nullptr)
+		return false;
+	for (const PendingFile &file : *pending_files)
+		if (file.path == path)
+			return true;
+	return false;
+}
+
+bool
+catalog_owns(const FoundFile &file)
+{
+	CatalogEntry entry = lookup_index(file.index_oid);
+	return entry.hannoy && entry.relfilenode == file.relfilenode && entry.tablespace == file.tablespace;
+}
+
+enum class Verdict { Keep, Busy, Orphan };
+
+/*
+ * Whether a file belongs to no index. A file is kept when the catalog names it (index OID,
+ * relation file and tablespace), when its index is locked by someone (DDL under way), and
+ * when the transaction that created it is still running (a build whose catalog row is not
+ * visible yet). The catalog is read again after that check, so a creator that commits in
+ * between is seen. Files whose meta cannot be read are kept while young.
+ */
+Verdict
+judge(const FoundFile &file)
+{
+	if (is_pending_path(file.path) || store_is_open(file.path))
+		return Verdict::Keep;
+	pg_call([] { AcceptInvalidationMessages(); });
+	if (catalog_owns(file))
+		return Verdict::Keep;
+	if (lookup_index(file.index_oid).hannoy) {
+		/* The index exists under another relation file: unless someone is changing it right
+		 * now (REINDEX, SET TABLESPACE...), this file is a leftover. */
+		bool locked = pg_call([&] { return ConditionalLockRelationOid(file.index_oid, AccessShareLock); });
+		if (!locked)
+			return Verdict::Busy;
+		bool owned = catalog_owns(file);
+		pg_call([&] { UnlockRelationOid(file.index_oid, AccessShareLock); });
+		if (owned)
+			return Verdict::Keep;
+	}
+	if (!file.has_data)
+		return file_age(file.path) < kYoungFileSeconds ? Verdict::Busy : Verdict::Orphan;
+	uint32_t creator = 0;
+	try {
+		std::unique_ptr<IndexStore> store = IndexStore::open(file.path, store_options());
+		creator = store->cached_meta().identity.creator_xid;
+	} catch (const Error &) {
+		return file_age(file.path) < kYoungFileSeconds ? Verdict::Busy : Verdict::Orphan;
+	}
+	if (TransactionIdIsValid(creator) &&
+		pg_call([&] { return TransactionIdIsInProgress(static_cast<TransactionId>(creator)); }))
+		return Verdict::Busy;
+	pg_call([] { AcceptInvalidationMessages(); });
+	return catalog_owns(file) ? Verdict::Keep : Verdict::Orphan;
+}
+
+std::vector<OrphanFile>
+sweep(bool remove)
+{
+	std::vector<OrphanFile> result;
+	for (const FoundFile &file : find_files(MyDatabaseId)) {
+		if (judge(file) != Verdict::Orphan)
+			continue;
+		int64 bytes = file_size(file.path) + file_size(file.path + kLockSuffix);
+		if (remove) {
+			if (!IndexStore::remove_files(file.path) && errno != ENOENT)
+				continue;
+			pg_call([&] { elog(LOG, "removed orphaned hannoy index file \"%s\"", file.path.c_str()); });
+		}
+		result.push_back(OrphanFile{file.path, bytes});
+	}
+	return result;
+}
+
+/* At most once per process, and once per hannoy.orphan_sweep_interval per database (the
+ * mtime of a stamp file in the database directory), removes orphaned files. Never raises. */
+void
+maybe_sweep_orphans()
+{
+	if (swept_this_process || orphan_sweep_interval < 0)
+		return;
+	swept_this_process = true;
+	if (IsParallelWorker() || IsInParallelMode() || RecoveryInProgress() || !IsTransactionState() ||
+		!OidIsValid(MyDatabaseId))
+		return;
+	try {
+		std::string stamp = database_directory(MyDatabaseTableSpace, MyDatabaseId) + "/" + kSweepStamp;
+		struct stat st;
+		time_t now = ::time(nullptr);
+		if (orphan_sweep_interval > 0 && ::stat(stamp.c_str(), &st) == 0 &&
+			now - st.st_mtime < static_cast<time_t>(orphan_sweep_interval))
+			return;
+		int fd = ::open(stamp.c_str(), O_WRONLY | O_CREAT, 0600);
+		if (fd >= 0) {
+			::futimens(fd, nullptr);
+			::close(fd);
+		}
+		sweep(true);
+	} catch (const Error &) {
+		/* Best effort: the next interval or hannoy_cleanup_orphans() retries. PostgreSQL
+		 * errors (a cancel) propagate. */
+	}
+}
+
+/* ---- CREATE DATABASE ------------------------------------------------------------------------ */
+
+bool
+copy_file(const std::string &from, const std::string &to)
+{
+	int in = ::open(from.c_str(), O_RDONLY);
+	if (in < 0)
+		return false;
+	int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (out < 0) {
+		::close(in);
+		return false;
+	}
+	std::vector<char> buffer(size_t(1) << 20);
+	bool ok = true;
+	for (;;) {
+		ssize_t n = ::read(in, buffer.data(), buffer.size());
+		if (n < 0) {
+			ok = false;
+			break;
+		}
+		if (n == 0)
+			break;
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = ::write(out, buffer.data() + done, static_cast<size_t>(n - done));
+			if (w <= 0) {
+				ok = false;
+				break;
+			}
+			done += w;
+		}
+		if (!ok)
+			break;
+	}
+	if (ok && ::fsync(out) != 0)
+		ok = false;
+	::close(in);
+	::close(out);
+	if (!ok)
+		::unlink(to.c_str());
+	return ok;
+}
+
+Oid
+database_tablespace(Oid database)
+{
+	return pg_call([&] {
+		HeapTuple tuple = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(database));
+		if (!HeapTupleIsValid(tuple))
+			return InvalidOid;
+		Oid result = reinterpret_cast<Form_pg_database>(GETSTRUCT(tuple))->dattablespace;
+		ReleaseSysCache(tuple);
+		return result;
+	});
+}
+
+/*
+ * CREATE DATABASE copies the template's relation files (STRATEGY = WAL_LOG, the default,
+ * copies nothing else; FILE_COPY copies whole directories). The template has no connection
+ * and CREATE DATABASE holds its lock until commit, so its hannoy files are at rest: copy those
+ * the new database lacks, next to the relation files they belong to. The copies keep their
+ * identity: the new database has the same index OIDs and relation files.
+ */
+void
+copy_template_files(CreatedbStmt *stmt)
+{
+	const char *template_name = "template1";
+	ListCell *cell;
+	foreach (cell, stmt->options) {
+		DefElem *option = static_cast<DefElem *>(lfirst(cell));
+		if (strcmp(option->defname, "template") == 0)
+			template_name = pg_call([&] { return defGetString(option); });
+	}
+	Oid source = pg_call([&] { return get_database_oid(template_name, true); });
+	Oid target = pg_call([&] { return get_database_oid(stmt->dbname, true); });
+	if (!OidIsValid(source) || !OidIsValid(target))
+		return;
+	Oid source_default = database_tablespace(source);
+	Oid target_default = database_tablespace(target);
+	int copied = 0;
+	for (const FoundFile &file : find_files(source)) {
+		if (!file.has_data)
+			continue;
+		Oid tablespace = file.tablespace == source_default ? target_default : file.tablespace;
+		std::string dir = database_directory(tablespace, target);
+		struct stat st;
+		if (::stat(dir.c_str(), &st) != 0)
+			continue; /* no relation of the new database there */
+		std::string to = dir + "/" + file_name(file.index_oid, file.relfilenode);
+		if (::stat(to.c_str(), &st) == 0)
+			continue; /* FILE_COPY copied it already */
+		if (!copy_file(file.path, to)) {
+			int saved = errno;
+			pg_call([&] {
+				errno = saved;
+				ereport(WARNING, (errmsg("could not copy hannoy index file \"%s\" to \"%s\": %m",
+										 file.path.c_str(), to.c_str()),
+								  errhint("REINDEX the index in the new database.")));
+			});
+			continue;
+		}
+		fsync_directory(dir);
+		copied++;
+	}
+	if (copied > 0)
+		pg_call(
+			[&] { elog(DEBUG1, "copied %d hannoy index files into database \"%s\"", copied, stmt->dbname); });
+}
+
+void
+process_utility(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
+				ParamListInfo params, QueryEnvironment *env, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (previous_process_utility != nullptr)
+		previous_process_utility(pstmt, query, read_only_tree, context, params, env, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc);
+	if (IsA(pstmt->utilityStmt, CreatedbStmt))
+		hannoy_guarded([&] { copy_template_files(reinterpret_cast<CreatedbStmt *>(pstmt->utilityStmt)); });
+}
+
+/* ---- Unlogged indexes ----------------------------------------------------------------------- */
+
+/*
+ * After a crash, an unlogged index's relation is reset from its init fork, whose metapage is
+ * flagged kMetapageEmptyInit: its storage file is from before the crash, like the table's
+ * lost rows. The first backend to open the index replaces it with an empty file, under the
+ * writer lock, and writes a new metapage (unlogged: not WAL-logged).
+ */
+void
+reset_unlogged_index(Relation index)
+{
+	lock_index_writer(index);
+	try {
+		if (index->rd_amcache != nullptr) {
+			pfree(index->rd_amcache);
+			index->rd_amcache = nullptr;
+		}
+		Metapage meta = pg_call([&] { return read_metapage(index); });
+		if (meta.flags & kMetapageEmptyInit) {
+			Oid oid = RelationGetRelid(index);
+			forget_index_store(oid);
+			BuildParams params = pg_call([&] { return index_build_params(index); });
+			IndexMeta initial;
+			pg_call([&] {
+				pg_strong_random(initial.identity.uuid.data(), initial.identity.uuid.size());
+				initial.identity.system_identifier = GetSystemIdentifier();
+			});
+			initial.identity.index_oid = oid;
+			initial.identity.relfilenode = HANNOY_RELFILENUMBER(index);
+			initial.identity.database_oid = HANNOY_DATABASE(index);
+			initial.identity.tablespace_oid = HANNOY_TABLESPACE(index);
+			initial.params.metric = static_cast<Metric>(meta.metric);
+			initial.params.quantization = params.quantization;
+			initial.params.dims = 0;
+			initial.params.m = static_cast<uint16_t>(params.m);
+			initial.params.ef_construction = static_cast<uint16_t>(params.ef_construction);
+			initial.level_seed = kLevelSeed;
+			std::string path = index_file_path(index);
+			std::unique_ptr<IndexStore> store = IndexStore::create(path, initial, store_options());
+			store->finish_build();
+			store.reset();
+			meta.flags &= ~static_cast<uint32>(kMetapageEmptyInit);
+			memcpy(meta.uuid, initial.identity.uuid.data(), sizeof(meta.uuid));
+			meta.index_oid = oid;
+			meta.relfilenode = HANNOY_RELFILENUMBER(index);
+			meta.dims = 0;
+			meta.quantization = static_cast<uint8>(params.quantization);
+			meta.m = static_cast<uint16>(params.m);
+			meta.ef_construction = static_cast<uint16>(params.ef_construction);
+			pg_call([&] {
+				write_metapage(index, MAIN_FORKNUM, meta);
+				ereport(LOG, (errmsg("hannoy index \"%s\" was reset to empty after crash recovery",
+									 RelationGetRelationName(index))));
+			});
+		}
+	} catch (...) {
+		unlock_index_writer(index);
+		throw;
+	}
+	unlock_index_writer(index);
 }
 
 } // namespace
@@ -283,8 +898,14 @@ open_index_store(Relation index)
 			throw Error(ErrorCode::Internal, "hannoy index file reopened while in use");
 		close_entry(it);
 	}
+	maybe_sweep_orphans();
 
 	const char *name = RelationGetRelationName(index);
+	if ((meta.flags & kMetapageEmptyInit) && index->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED &&
+		!RecoveryInProgress() && !IsParallelWorker() && !IsInParallelMode()) {
+		reset_unlogged_index(index);
+		meta = pg_call([&] { return read_metapage(index); });
+	}
 	if (meta.flags & kMetapageEmptyInit)
 		throw Error(ErrorCode::Unavailable, format("hannoy index \"%s\" was reset by crash recovery", name),
 					"", "REINDEX the index.");
@@ -365,34 +986,40 @@ remember_created_file(const std::string &path, Oid)
 }
 
 void
-remove_other_files_at_commit(Oid index_oid, Oid tablespace, Oid database, const std::string &keep)
+remove_other_files_at_commit(Oid index_oid, Oid, Oid database, const std::string &keep)
 {
-	std::string dir = database_directory(tablespace, database);
-	std::string prefix = format("%s%u_", kFilePrefix, index_oid);
-	std::vector<std::string> found;
-	if (DIR *d = ::opendir(dir.c_str())) {
-		while (struct dirent *entry = ::readdir(d)) {
-			std::string name = entry->d_name;
-			if (name.compare(0, prefix.size(), prefix) != 0)
-				continue;
-			if (name.size() > 5 && name.compare(name.size() - 5, 5, "-lock") == 0)
-				name.resize(name.size() - 5);
-			std::string path = dir + "/" + name;
-			if (path != keep && std::find(found.begin(), found.end(), path) == found.end())
-				found.push_back(path);
-		}
-		::closedir(d);
-	}
-	SubTransactionId subxact = GetCurrentSubTransactionId();
-	for (const std::string &path : found)
-		pending().push_back(PendingFile{path, subxact, true});
+	/* Every tablespace: REINDEX (TABLESPACE ...) builds the new file in another directory. */
+	for (const FoundFile &file : find_files(database, index_oid))
+		if (file.path != keep)
+			schedule_removal(file.path, InvalidOid);
+}
+
+uint64
+index_file_bytes(Relation index)
+{
+	std::string path = index_file_path(index);
+	return static_cast<uint64>(file_size(path) + file_size(path + kLockSuffix));
+}
+
+std::vector<OrphanFile>
+cleanup_orphan_files(bool remove)
+{
+	return sweep(remove);
 }
 
 void
 init_storage_lifecycle()
 {
+	DefineCustomIntVariable("hannoy.orphan_sweep_interval",
+							"Minimum seconds between automatic sweeps of orphaned hannoy index files.",
+							"A backend sweeps its database when it first opens a hannoy index and the last "
+							"sweep is older than this. 0 sweeps at every first open, -1 never.",
+							&orphan_sweep_interval, 600, -1, INT_MAX, PGC_SUSET, GUC_UNIT_S, nullptr, nullptr,
+							nullptr);
 	previous_object_access_hook = object_access_hook;
 	object_access_hook = object_access;
+	previous_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = process_utility;
 	RegisterXactCallback(xact_callback, nullptr);
 	RegisterSubXactCallback(subxact_callback, nullptr);
 	CacheRegisterRelcacheCallback(relcache_callback, 0);
