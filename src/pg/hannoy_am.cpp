@@ -29,6 +29,7 @@ namespace hannoy::pg
 {
 
 int ef_search = 40;
+int max_index_size_mb = 1024 * 1024;
 
 namespace
 {
@@ -303,7 +304,18 @@ _PG_init(void)
 	DefineCustomIntVariable("hannoy.ef_search", "Sets the size of the candidate list of hannoy index scans.",
 							"Larger values give better recall and slower scans. Valid range is 1..1000.",
 							&ef_search, 40, 1, 1000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("hannoy.max_index_size", "Sets the largest size a hannoy index file may grow to.",
+							"Writes that would make an index file larger fail with an error naming this "
+							"setting; what was committed before stays intact.",
+							&max_index_size_mb, 1024 * 1024, 1, INT_MAX, PGC_SUSET, GUC_UNIT_MB, nullptr,
+							nullptr, nullptr);
 	MarkGUCPrefixReserved("hannoy");
+	/* LMDB's descriptors count against max_files_per_process like PostgreSQL's own. */
+	hannoy::lmdb::FdAccounting fds;
+	fds.acquire = [] { return AcquireExternalFD(); };
+	fds.release = [] { ReleaseExternalFD(); };
+	fds.make_room = [] { return close_idle_index_store(); };
+	hannoy::lmdb::set_fd_accounting(fds);
 
 	relopt_kind_hannoy = add_reloption_kind();
 	add_int_reloption(relopt_kind_hannoy, "m", "Maximum number of neighbours per node on upper layers", 16, 2,
