@@ -22,7 +22,7 @@ FdAccounting fd_accounting;
 } // namespace
 
 FdLimitError::FdLimitError(const std::string &path)
-	: Error(ErrorCode::StorageFull,
+	: Error(ErrorCode::LimitExceeded,
 			format("too many hannoy index files open in this process to open \"%s\"", path.c_str()),
 			format("Each open hannoy index uses %d file descriptors, counted against the process's limit.",
 				   kFdsPerEnv),
@@ -48,6 +48,14 @@ throw_lmdb(int rc, const char *operation, const std::string &path)
 		throw Error(ErrorCode::StorageFull,
 					format("could not write hannoy index file \"%s\": %s", path.c_str(), std::strerror(rc)),
 					"", "Free disk space, then retry.");
+	case EIO:
+		/* LMDB reports a write cut short (a disk filling up) as EIO, like a failing device. */
+		throw Error(ErrorCode::Storage,
+					format("could not write hannoy index file \"%s\": %s", path.c_str(), std::strerror(rc)),
+					format("%s failed: a write was cut short or failed, so the disk may be full or failing. "
+						   "Nothing of the failed operation was committed.",
+						   operation),
+					"Free disk space or check the storage device, then retry.");
 	case MDB_READERS_FULL:
 		throw Error(ErrorCode::Storage,
 					format("too many concurrent readers of hannoy index file \"%s\"", path.c_str()),
