@@ -45,6 +45,11 @@ struct Metapage {
 	uint16 m;
 	uint16 ef_construction;
 	uint16 reserved2;
+	/// The storage file's change counter (IndexMeta::seq) after the last write made under
+	/// the writer lock, WAL-logged after that write was durable. A file whose counter is
+	/// lower is older than the index (restored or copied from an earlier state) and is not
+	/// trusted. 0 on metapages written before any such write.
+	uint64 seq;
 };
 
 /// Writes the metapage into block 0 of `fork` (MAIN_FORKNUM after a build, INIT_FORKNUM for
@@ -52,6 +57,9 @@ struct Metapage {
 void write_metapage(Relation index, ForkNumber fork, const Metapage &meta);
 /// Reads (and caches in rd_amcache) the metapage. Raises PostgreSQL errors.
 Metapage read_metapage(Relation index);
+/// Raises the metapage's seq to `seq` (WAL-logged as a small generic record). The caller
+/// holds the index's writer lock. Raises PostgreSQL errors.
+void advance_metapage_seq(Relation index, uint64 seq);
 
 /* ---- Options and GUCs ------------------------------------------------------------------- */
 
@@ -75,6 +83,8 @@ BuildParams index_build_params(Relation index);
 extern int ef_search;
 /// hannoy.prefetch_memory, in kB.
 extern int prefetch_memory_kb;
+/// hannoy.max_index_size, in megabytes: the most a storage file's map may grow to.
+extern int max_index_size_mb;
 
 /* ---- Vectors ------------------------------------------------------------------------------ */
 
@@ -119,6 +129,9 @@ IndexStore &open_index_store(Relation index);
 bool index_store_available(Relation index);
 /// Closes the cached file of an index in this process, if open.
 void forget_index_store(Oid index_oid);
+/// Closes the least recently used open file that no transaction uses (to free file
+/// descriptors); false when there is none.
+bool close_idle_index_store();
 /// Options for opening index files in this process.
 IndexStore::Options store_options();
 

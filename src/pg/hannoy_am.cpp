@@ -30,6 +30,7 @@ namespace hannoy::pg
 
 int ef_search = 40;
 int prefetch_memory_kb = 0;
+int max_index_size_mb = 1024 * 1024;
 
 namespace
 {
@@ -311,6 +312,17 @@ _PG_init(void)
 		"read in the background, so that the first queries after a restart do not wait for one disk read "
 		"per page. 0 turns it off.",
 		&prefetch_memory_kb, 0, 0, INT_MAX, PGC_USERSET, GUC_UNIT_KB, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("hannoy.max_index_size", "Sets the largest size a hannoy index file may grow to.",
+							"Writes that would make an index file larger fail with an error naming this "
+							"setting; what was committed before stays intact.",
+							&max_index_size_mb, 1024 * 1024, 1, INT_MAX, PGC_SUSET, GUC_UNIT_MB, nullptr,
+							nullptr, nullptr);
+	/* LMDB's descriptors count against max_files_per_process like PostgreSQL's own. */
+	hannoy::lmdb::FdAccounting fds;
+	fds.acquire = [] { return AcquireExternalFD(); };
+	fds.release = [] { ReleaseExternalFD(); };
+	fds.make_room = [] { return close_idle_index_store(); };
+	hannoy::lmdb::set_fd_accounting(fds);
 
 	relopt_kind_hannoy = add_reloption_kind();
 	add_int_reloption(relopt_kind_hannoy, "m", "Maximum number of neighbours per node on upper layers", 16, 2,

@@ -6,6 +6,8 @@
  */
 #include "hannoy.hpp"
 
+#include <algorithm>
+
 namespace hannoy::pg
 {
 
@@ -58,6 +60,27 @@ write_metapage(Relation index, ForkNumber fork, const Metapage &meta)
 		pfree(index->rd_amcache);
 		index->rd_amcache = nullptr;
 	}
+}
+
+void
+advance_metapage_seq(Relation index, uint64 seq)
+{
+	Buffer buffer = ReadBuffer(index, kMetapageBlock);
+	LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
+	Metapage meta;
+	memcpy(&meta, PageGetContents(BufferGetPage(buffer)), sizeof(Metapage));
+	if (meta.magic == kMetapageMagic && meta.seq < seq) {
+		/* A generic record holds only the changed bytes (a full image after a checkpoint). */
+		GenericXLogState *state = GenericXLogStart(index);
+		Page page = GenericXLogRegisterBuffer(state, buffer, 0);
+		meta.seq = seq;
+		/* Also sets pd_lower past the whole struct: bytes beyond it would not be logged. */
+		fill_page(page, meta);
+		GenericXLogFinish(state);
+	}
+	UnlockReleaseBuffer(buffer);
+	if (index->rd_amcache != nullptr)
+		static_cast<Metapage *>(index->rd_amcache)->seq = std::max(meta.seq, seq);
 }
 
 Metapage

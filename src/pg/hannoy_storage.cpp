@@ -71,6 +71,7 @@ struct OpenStore {
 	Oid relfilenode;
 	std::string path;
 	bool stale = false;
+	uint64_t last_used = 0; /* for closing the least recently used file when out of descriptors */
 };
 
 struct PendingFile {
@@ -88,6 +89,7 @@ std::unordered_map<Oid, OpenStore> *open_stores = nullptr;
 std::vector<PendingFile> *pending_files = nullptr;
 bool exit_callback_registered = false;
 bool swept_this_process = false;
+uint64_t use_clock = 0;
 object_access_hook_type previous_object_access_hook = nullptr;
 ProcessUtility_hook_type previous_process_utility = nullptr;
 
@@ -879,6 +881,7 @@ store_options()
 	IndexStore::Options options;
 	/* Every backend and worker may run a few scans of one index at once. */
 	options.max_readers = static_cast<unsigned>(MaxBackends) * 4 + 16;
+	options.max_map_size = static_cast<size_t>(max_index_size_mb) << 20;
 	return options;
 }
 
@@ -891,8 +894,11 @@ open_index_store(Relation index)
 	Metapage meta = pg_call([&] { return read_metapage(index); });
 	auto &cache = stores();
 	auto it = cache.find(oid);
-	if (it != cache.end() && it->second.relfilenode == relfilenode && !it->second.stale)
+	if (it != cache.end() && it->second.relfilenode == relfilenode && !it->second.stale) {
+		it->second.last_used = ++use_clock;
+		it->second.store->env().set_max_map_size(static_cast<size_t>(max_index_size_mb) << 20);
 		return *it->second.store;
+	}
 	if (it != cache.end()) {
 		if (it->second.store->env().live_txns != 0)
 			throw Error(ErrorCode::Internal, "hannoy index file reopened while in use");
@@ -913,6 +919,8 @@ open_index_store(Relation index)
 	std::unique_ptr<IndexStore> store;
 	try {
 		store = IndexStore::open(path, store_options());
+	} catch (const lmdb::FdLimitError &) {
+		throw;
 	} catch (const Error &e) {
 		if (e.code() == ErrorCode::Unavailable)
 			throw Error(ErrorCode::Unavailable,
@@ -928,6 +936,13 @@ open_index_store(Relation index)
 					format("hannoy index \"%s\" does not match its storage file", name),
 					format("The file \"%s\" was built for another index or another build of this index.",
 						   path.c_str()),
+					"REINDEX the index to rebuild its storage.");
+	if (meta.seq > store->cached_meta().seq)
+		throw Error(ErrorCode::Unavailable, format("hannoy index \"%s\" has a stale storage file", name),
+					format("The file \"%s\" holds changes up to number %llu, the index records %llu: it was "
+						   "restored or copied from an earlier state and lacks rows committed since.",
+						   path.c_str(), static_cast<unsigned long long>(store->cached_meta().seq),
+						   static_cast<unsigned long long>(meta.seq)),
 					"REINDEX the index to rebuild its storage.");
 	if (!(store->cached_meta().flags & kMetaBuildComplete))
 		throw Error(ErrorCode::Unavailable, format("hannoy index \"%s\" was not completely built", name), "",
@@ -948,6 +963,7 @@ open_index_store(Relation index)
 		} catch (const Error &) {
 		}
 	}
+	entry.last_used = ++use_clock;
 	return *entry.store;
 }
 
@@ -977,6 +993,22 @@ forget_index_store(Oid index_oid)
 		close_entry(it);
 	else
 		it->second.stale = true;
+}
+
+bool
+close_idle_index_store()
+{
+	/* The least recently used file that no transaction of this process uses. */
+	auto &cache = stores();
+	auto victim = cache.end();
+	for (auto it = cache.begin(); it != cache.end(); ++it)
+		if (it->second.store->env().live_txns == 0 &&
+			(victim == cache.end() || it->second.last_used < victim->second.last_used))
+			victim = it;
+	if (victim == cache.end())
+		return false;
+	close_entry(victim);
+	return true;
 }
 
 void
@@ -1034,6 +1066,11 @@ lock_index_writer(Relation index)
 void
 unlock_index_writer(Relation index)
 {
+	/* Record the file's change counter on the metapage, after the change is durable in the
+	 * file: a copy of the file older than the WAL is then recognised as stale. */
+	auto it = stores().find(RelationGetRelid(index));
+	if (it != stores().end() && it->second.relfilenode == HANNOY_RELFILENUMBER(index))
+		pg_call([&] { advance_metapage_seq(index, it->second.store->cached_meta().seq); });
 	UnlockPage(index, kMetapageBlock, ExclusiveLock);
 }
 

@@ -114,7 +114,8 @@ prefetch_search_start(IndexStore &store, size_t budget)
 
 	/* A file that fits the budget is read ahead whole: the first queries then find the pages
 	 * they need in flight or in memory. The advice goes to a duplicate of the file's
-	 * descriptor, which the thread closes, so closing the index meanwhile cannot redirect it. */
+	 * descriptor, which the thread closes, so closing the index meanwhile cannot redirect it
+	 * (one short-lived descriptor: within the few a host process keeps spare for libraries). */
 	uint64_t file_bytes = store.env().file_bytes();
 	int fd = -1;
 	if (file_bytes != 0 && file_bytes <= budget && mdb_env_get_fd(store.env().raw(), &fd) == MDB_SUCCESS) {

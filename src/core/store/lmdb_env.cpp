@@ -14,6 +14,28 @@
 namespace hannoy::lmdb
 {
 
+namespace
+{
+
+FdAccounting fd_accounting;
+
+} // namespace
+
+FdLimitError::FdLimitError(const std::string &path)
+	: Error(ErrorCode::LimitExceeded,
+			format("too many hannoy index files open in this process to open \"%s\"", path.c_str()),
+			format("Each open hannoy index uses %d file descriptors, counted against the process's limit.",
+				   kFdsPerEnv),
+			"Raise max_files_per_process, or use fewer hannoy indexes in one session.")
+{
+}
+
+void
+set_fd_accounting(const FdAccounting &accounting)
+{
+	fd_accounting = accounting;
+}
+
 void
 throw_lmdb(int rc, const char *operation, const std::string &path)
 {
@@ -22,9 +44,18 @@ throw_lmdb(int rc, const char *operation, const std::string &path)
 		throw MapFullError();
 	case ENOSPC:
 	case EDQUOT:
+	case EFBIG: /* the file size limit of the process (RLIMIT_FSIZE) */
 		throw Error(ErrorCode::StorageFull,
 					format("could not write hannoy index file \"%s\": %s", path.c_str(), std::strerror(rc)),
 					"", "Free disk space, then retry.");
+	case EIO:
+		/* LMDB reports a write cut short (a disk filling up) as EIO, like a failing device. */
+		throw Error(ErrorCode::Storage,
+					format("could not write hannoy index file \"%s\": %s", path.c_str(), std::strerror(rc)),
+					format("%s failed: a write was cut short or failed, so the disk may be full or failing. "
+						   "Nothing of the failed operation was committed.",
+						   operation),
+					"Free disk space or check the storage device, then retry.");
 	case MDB_READERS_FULL:
 		throw Error(ErrorCode::Storage,
 					format("too many concurrent readers of hannoy index file \"%s\"", path.c_str()),
@@ -76,17 +107,28 @@ Env::open(const std::string &path, const Options &options, unsigned max_dbs)
 		throw Error(ErrorCode::Unavailable, format("hannoy index file \"%s\" does not exist", path.c_str()),
 					"", "REINDEX the index to rebuild its storage.");
 
+	/* Reserve the descriptors first: the destructor gives back what was reserved. */
+	std::unique_ptr<Env> env(new Env(nullptr, path, options));
+	if (fd_accounting.acquire != nullptr)
+		while (env->reserved_fds_ < kFdsPerEnv) {
+			if (fd_accounting.acquire())
+				env->reserved_fds_++;
+			else if (fd_accounting.make_room == nullptr || !fd_accounting.make_room())
+				throw FdLimitError(path);
+		}
 	MDB_env *raw = nullptr;
 	check(mdb_env_create(&raw), "mdb_env_create", path);
-	std::unique_ptr<Env> env(new Env(raw, path, options));
+	env->env_ = raw;
 	check(mdb_env_set_maxdbs(raw, max_dbs), "mdb_env_set_maxdbs", path);
 	check(mdb_env_set_maxreaders(raw, options.max_readers), "mdb_env_set_maxreaders", path);
 
-	/* Map size is address space, not disk: twice the file, at least 64 MiB. */
+	/* Map size is address space, not disk: twice the file, at least 64 MiB, at most the
+	 * bound (but never less than the file, which must stay readable). */
 	size_t file = exists ? static_cast<size_t>(st.st_size) : 0;
 	long sys_page = ::sysconf(_SC_PAGESIZE);
 	size_t page = sys_page > 0 ? static_cast<size_t>(sys_page) : 4096;
-	size_t map = round_up(std::max(kMinMapSize, file * 2), page);
+	size_t map = std::min(std::max(kMinMapSize, file * 2), std::max(options.max_map_size, file));
+	map = round_up(map, page);
 	check(mdb_env_set_mapsize(raw, map), "mdb_env_set_mapsize", path);
 
 	unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | MDB_NORDAHEAD;
@@ -109,6 +151,9 @@ Env::~Env()
 {
 	if (env_ != nullptr)
 		mdb_env_close(env_);
+	if (fd_accounting.release != nullptr)
+		for (; reserved_fds_ > 0; reserved_fds_--)
+			fd_accounting.release();
 }
 
 uint64_t
@@ -140,8 +185,8 @@ Env::grow()
 	if (map_size_ >= max_map_size_)
 		throw Error(ErrorCode::StorageFull,
 					format("hannoy index file \"%s\" reached its maximum size of %zu bytes", path_.c_str(),
-						   max_map_size_),
-					"", "Raise hannoy.max_index_size.");
+						   map_size_),
+					"Nothing was written by the failed operation.", "Raise hannoy.max_index_size.");
 	size_t next = std::min(max_map_size_, map_size_ * 2);
 	check(mdb_env_set_mapsize(env_, next), "mdb_env_set_mapsize", path_);
 	MDB_envinfo info;

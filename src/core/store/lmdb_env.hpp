@@ -7,7 +7,10 @@
  *  - a transaction never outlives the call into the core that began it, so the map can be
  *    grown (which remaps it) between calls without invalidating anyone's pointers;
  *  - every LMDB error becomes a hannoy::Error; MDB_MAP_FULL becomes MapFullError so that
- *    run_write() can grow the map and retry the whole write.
+ *    run_write() can grow the map and retry the whole write;
+ *  - every open environment holds kFdsPerEnv file descriptors reserved through the
+ *    process's descriptor accounting (set_fd_accounting), so a host program with a
+ *    descriptor budget (PostgreSQL's max_files_per_process) keeps it honest.
  */
 #pragma once
 
@@ -29,6 +32,29 @@ class MapFullError : public Error
 public:
 	MapFullError() : Error(ErrorCode::StorageFull, "hannoy index storage map is full") {}
 };
+
+/// Thrown by Env::open when the process's descriptor budget has no room for another file
+/// and no idle environment could be closed to make some.
+class FdLimitError : public Error
+{
+public:
+	explicit FdLimitError(const std::string &path);
+};
+
+/// File descriptors LMDB keeps open per read-write environment: the data file, the lock
+/// file and a second, synchronous descriptor of the data file for meta page writes.
+constexpr int kFdsPerEnv = 3;
+
+/// Descriptor accounting of the host process: `acquire` reserves one descriptor and returns
+/// false when the budget is exhausted, `release` gives one back, `make_room` (optional)
+/// closes an idle environment and returns false when there is none. Without accounting
+/// (the default) nothing is counted.
+struct FdAccounting {
+	bool (*acquire)() = nullptr;
+	void (*release)() = nullptr;
+	bool (*make_room)() = nullptr;
+};
+void set_fd_accounting(const FdAccounting &accounting);
 
 /// Converts an LMDB return code into a thrown hannoy::Error (never returns).
 [[noreturn]] void throw_lmdb(int rc, const char *operation, const std::string &path);
@@ -76,6 +102,9 @@ public:
 	void set_no_sync(bool no_sync);
 	/// Doubles the map (bounded by max_map_size). Only legal with no live transaction.
 	void grow();
+	/// Changes the bound of later growth (never shrinks the current map).
+	void set_max_map_size(size_t bytes) { max_map_size_ = bytes; }
+	size_t max_map_size() const { return max_map_size_; }
 	/// Picks up a map size grown by another process (after MDB_MAP_RESIZED).
 	void adopt_external_size();
 	/// Releases reader slots left behind by dead processes; returns how many.
@@ -92,6 +121,7 @@ private:
 	unsigned page_size_ = 4096;
 	size_t map_size_ = 0;
 	size_t max_map_size_;
+	int reserved_fds_ = 0;
 };
 
 /// A transaction; aborted by the destructor unless committed.
