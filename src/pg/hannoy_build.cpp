@@ -578,6 +578,7 @@ build_index(Relation heap, Relation index, IndexInfo *info)
 	meta.quantization = static_cast<uint8>(state.params.quantization);
 	meta.m = static_cast<uint16>(state.params.m);
 	meta.ef_construction = static_cast<uint16>(state.params.ef_construction);
+	meta.seq = state.store->cached_meta().seq; /* the file is synced: its counter is durable */
 	state.builder.reset();
 	state.store.reset(); /* closed: scans reopen and verify it against the metapage */
 	pg_call([&] {

@@ -882,6 +882,8 @@ store_options()
 	/* Every backend and worker may run a few scans of one index at once. */
 	options.max_readers = static_cast<unsigned>(MaxBackends) * 4 + 16;
 	options.max_map_size = static_cast<size_t>(max_index_size_mb) << 20;
+	if (!RecoveryInProgress())
+		options.timeline = static_cast<uint16_t>(GetWALInsertionTimeLine());
 	return options;
 }
 
@@ -944,6 +946,18 @@ open_index_store(Relation index)
 						   path.c_str(), static_cast<unsigned long long>(store->cached_meta().seq),
 						   static_cast<unsigned long long>(meta.seq)),
 					"REINDEX the index to rebuild its storage.");
+	const IndexMeta &file = store->cached_meta();
+	if (file.seq > meta.seq && file.timeline != 0 && !RecoveryInProgress() &&
+		file.timeline != static_cast<uint16_t>(GetWALInsertionTimeLine()))
+		throw Error(
+			ErrorCode::Unavailable,
+			format("hannoy index \"%s\" has a storage file from another timeline", name),
+			format("The file \"%s\" holds changes up to number %llu, made on timeline %u, the index "
+				   "records %llu: it may index rows this server's history does not have (point-in-time "
+				   "recovery, pg_rewind).",
+				   path.c_str(), static_cast<unsigned long long>(file.seq), file.timeline,
+				   static_cast<unsigned long long>(meta.seq)),
+			"REINDEX the index to rebuild its storage.");
 	if (!(store->cached_meta().flags & kMetaBuildComplete))
 		throw Error(ErrorCode::Unavailable, format("hannoy index \"%s\" was not completely built", name), "",
 					"REINDEX the index.");

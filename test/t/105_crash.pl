@@ -278,6 +278,32 @@ is($node->safe_psql('postgres', q{
 my $file = $node->safe_psql('postgres', q{SELECT file FROM hannoy_index_info('b_idx')});
 ok(!grep({ $node->data_dir . "/$file" eq $_ } @left), 'the retry uses a new file, not the crashed build\'s');
 
+# ---- Crash during REINDEX ------------------------------------------------------------------------
+# The old relation file and its storage file stay in use; the next REINDEX removes the crashed
+# one's storage file when it commits.
+my $old_file = $node->data_dir . '/' . $node->safe_psql('postgres', q{SELECT file FROM hannoy_index_info('b_idx')});
+my %known = map { $_ => 1 } glob("$db_dir/pgsql_tmp_hannoy_*");
+my $reindex = start_session("SET max_parallel_maintenance_workers = 0;\nREINDEX INDEX b_idx;\n");
+for (1 .. 300)
+{
+	$phase = $node->safe_psql('postgres', q{SELECT phase FROM pg_stat_progress_create_index});
+	last if $phase =~ /building graph/;
+	usleep(20_000);
+}
+my $reindex_pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE application_name = 'crashload'});
+ok($reindex_pid =~ /^\d+$/, 'REINDEX is still running when it is killed');
+kill 'KILL', $reindex_pid if $reindex_pid =~ /^\d+$/;
+end_session($reindex);
+wait_until_up();
+my @partial = grep { !$known{$_} && !/-lock$/ } glob("$db_dir/pgsql_tmp_hannoy_*");
+is($node->data_dir . '/' . $node->safe_psql('postgres', q{SELECT file FROM hannoy_index_info('b_idx')}), $old_file,
+	'crash during REINDEX: the index keeps its previous file');
+is($node->safe_psql('postgres', q{SELECT ok FROM hannoy_verify('b_idx')}), 't', 'crash during REINDEX: the index is sound');
+is(missed_rows('b', 'id % 10 = 0'), '', 'crash during REINDEX: the index finds rows by their own vectors');
+$node->safe_psql('postgres', 'REINDEX INDEX b_idx');
+is(scalar(grep { -e $_ } @partial, $old_file), 0,
+	'the next REINDEX removes the crashed build\'s file and the previous one (' . scalar(@partial) . ' partial)');
+
 # ---- Crash during VACUUM: bulk deletion and graph repair --------------------------------------
 my $vacuum_ok = 1;
 for my $round (1 .. 3)

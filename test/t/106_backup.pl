@@ -153,6 +153,31 @@ check_unavailable($primary, 'stale file', $exact, qr/hannoy index "a_idx" has a 
 $primary->safe_psql('postgres', 'REINDEX INDEX a_idx');
 is(missed_rows($primary, 'a'), '', 'stale file: after REINDEX every row is found by its own vector');
 
+# ---- A storage file from another timeline --------------------------------------------------
+# A consistent cold copy of the cluster is recovered with archive recovery (so it starts a new
+# timeline, as point-in-time recovery does), but with the index file of the original, which
+# has since indexed rows the copy's history does not have. Its counter is ahead of the
+# copy's metapage, which alone is normal after a crash; on another timeline it is refused.
+$primary->stop;
+$primary->backup_fs_cold('cold');
+$primary->start;
+$primary->safe_psql('postgres', 'INSERT INTO a SELECT id + 50000, moved(v, 5.5) FROM a WHERE id <= 300');
+my $relative = $primary->safe_psql('postgres', q{SELECT file FROM hannoy_index_info('a_idx')});
+$primary->stop;
+my $pitr = PostgreSQL::Test::Cluster->new('pitr');
+$pitr->init_from_backup($primary, 'cold', has_restoring => 1, standby => 0);
+copy($primary->data_dir . "/$relative", $pitr->data_dir . "/$relative") or die;
+$pitr->start;
+$pitr->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()') or die;
+is($pitr->safe_psql('postgres', 'SELECT count(*) FROM a WHERE id > 50000'), '0',
+	'the recovered copy does not have the rows indexed later by the original');
+check_unavailable($pitr, 'file from another timeline', $pitr->safe_psql('postgres', $exact_sql),
+	qr/hannoy index "a_idx" has a storage file from another timeline/);
+$pitr->safe_psql('postgres', 'REINDEX INDEX a_idx');
+is(missed_rows($pitr, 'a'), '', 'file from another timeline: after REINDEX every row is found by its own vector');
+$pitr->stop;
+$primary->start;
+
 # The file of a crash-restarted server is never taken for stale: its counter is at least the
 # metapage's, whatever WAL recovery replays.
 $primary->safe_psql('postgres', 'INSERT INTO a SELECT id + 40000, moved(v, 4.5) FROM a WHERE id <= 100');

@@ -46,6 +46,20 @@ write_vectors(IndexStore &store, uint32_t first, uint32_t count)
 	});
 }
 
+/* One write of a vector that bumps the change counter. */
+void
+write_vectors_of(IndexStore &store, uint32_t dims)
+{
+	std::vector<float> v(dims, 1.0f);
+	lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
+		StoreWriter w(store, txn);
+		w.put_vector(0, v.data());
+		IndexMeta meta = w.meta();
+		meta.seq++;
+		w.put_meta(meta);
+	});
+}
+
 /* Checks that exactly vectors 0 .. next_item - 1 exist with their ids; returns next_item. */
 uint32_t
 check_vectors(IndexStore &store)
@@ -184,6 +198,35 @@ TEST(Limits, FullDiskGivesClearErrorAndKeepsCommittedData)
 	EXPECT_GE(committed, 500u);
 	write_vectors(*store, committed, 1000);
 	EXPECT_EQ(check_vectors(*store), committed + 1000) << "with space again, writes work";
+}
+
+/* The host's timeline is stamped into the meta record by every write of a handle that has
+ * one, and kept by handles that do not. */
+TEST(Limits, WritesStampTheTimeline)
+{
+	test::TempPath tmp;
+	IndexStore::Options on_timeline_3;
+	on_timeline_3.timeline = 3;
+	{
+		auto store = IndexStore::create(tmp.path(), meta_for(4), on_timeline_3);
+		store->finish_build();
+		EXPECT_EQ(store->cached_meta().timeline, 3);
+	}
+	{
+		auto store = IndexStore::open(tmp.path(), IndexStore::Options());
+		EXPECT_EQ(store->cached_meta().timeline, 3);
+		write_vectors_of(*store, 4);
+		EXPECT_EQ(store->cached_meta().timeline, 3) << "a handle without a timeline keeps the recorded one";
+	}
+	IndexStore::Options on_timeline_4;
+	on_timeline_4.timeline = 4;
+	{
+		auto store = IndexStore::open(tmp.path(), on_timeline_4);
+		write_vectors_of(*store, 4);
+	}
+	auto store = IndexStore::open(tmp.path(), IndexStore::Options());
+	EXPECT_EQ(store->cached_meta().timeline, 4);
+	EXPECT_EQ(store->cached_meta().seq, 2u);
 }
 
 } // namespace

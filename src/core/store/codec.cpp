@@ -128,7 +128,7 @@ encode_meta(const IndexMeta &meta)
 	w.u8(static_cast<uint8_t>(meta.params.quantization));
 	w.u16(meta.params.m);
 	w.u16(meta.params.ef_construction);
-	w.u16(0);
+	w.u16(meta.timeline);
 	w.u32(meta.params.dims);
 	w.u32(meta.vector_bytes);
 	w.u32(meta.vectors_per_block);
@@ -182,7 +182,7 @@ decode_meta(const void *data, size_t size)
 	meta.params.quantization = static_cast<Quantization>(quantization);
 	meta.params.m = r.u16();
 	meta.params.ef_construction = r.u16();
-	r.u16();
+	meta.timeline = r.u16();
 	meta.params.dims = r.u32();
 	meta.vector_bytes = r.u32();
 	meta.vectors_per_block = r.u32();

@@ -92,6 +92,10 @@ struct IndexMeta {
 	uint64_t live_items = 0;       ///< items with at least one heap TID
 	uint64_t tombstoned_items = 0; ///< deleted items whose links may still exist
 	uint64_t seq = 0;              ///< incremented by every committed change
+	/// Low 16 bits of the host's timeline when the file was last written (0: not recorded).
+	/// A file ahead of the host's own record of `seq` on another timeline was written by a
+	/// history the host no longer has (point-in-time recovery, pg_rewind).
+	uint16_t timeline = 0;
 };
 
 /// Size of the encoded IndexMeta.

@@ -74,6 +74,7 @@ IndexStore::create(const std::string &path, const IndexMeta &initial, const Opti
 	env_options.max_readers = options.max_readers;
 	env_options.max_map_size = options.max_map_size;
 	std::unique_ptr<IndexStore> store(new IndexStore(lmdb::Env::open(path, env_options, kMaxDatabases)));
+	store->timeline_ = options.timeline;
 	store->open_databases(true);
 
 	IndexMeta meta = initial;
@@ -95,6 +96,7 @@ IndexStore::open(const std::string &path, const Options &options)
 	env_options.max_readers = options.max_readers;
 	env_options.max_map_size = options.max_map_size;
 	std::unique_ptr<IndexStore> store(new IndexStore(lmdb::Env::open(path, env_options, kMaxDatabases)));
+	store->timeline_ = options.timeline;
 	store->open_databases(false);
 	lmdb::Txn txn(store->env(), true);
 	MDB_val value;
@@ -331,9 +333,12 @@ StoreWriter::StoreWriter(IndexStore &store, lmdb::Txn &txn) : StoreReader(store,
 void
 StoreWriter::put_meta(const IndexMeta &meta)
 {
-	std::string bytes = encode_meta(meta);
+	IndexMeta stamped = meta;
+	if (store_.timeline_ != 0)
+		stamped.timeline = store_.timeline_;
+	std::string bytes = encode_meta(stamped);
 	txn_.put(store_.meta_dbi(), kMetaKey, sizeof(kMetaKey) - 1, bytes.data(), bytes.size());
-	store_.set_cached_meta(meta);
+	store_.set_cached_meta(stamped);
 }
 
 void

@@ -25,6 +25,8 @@ public:
 	struct Options {
 		unsigned max_readers = 126;
 		size_t max_map_size = size_t(1) << 40;
+		/// Stamped into the meta record by every write from this handle (0: leave as is).
+		uint16_t timeline = 0;
 	};
 
 	/// Creates a new, empty index file at `path`, replacing any file already there, with
@@ -79,6 +81,7 @@ public:
 
 private:
 	explicit IndexStore(std::unique_ptr<lmdb::Env> env) : env_(std::move(env)) {}
+	friend class StoreWriter;
 	void open_databases(bool create);
 
 	std::unique_ptr<lmdb::Env> env_;
@@ -87,6 +90,7 @@ private:
 	std::vector<float> centroid_;
 	uint64_t map_generation_ = 1;
 	BlockCache block_cache_;
+	uint16_t timeline_ = 0;
 };
 
 /// Typed reads inside one transaction. Pointers returned stay valid until the transaction
