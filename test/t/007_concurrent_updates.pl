@@ -1,7 +1,8 @@
 # Concurrent writers and readers: 4 clients insert (single statements, multi-statement
 # transactions, rollbacks) while 2 clients search, for 30 s; then every committed row is
 # found first by an index probe with its own vector, and the file verifies. Then the same with
-# deletes and VACUUM running while rows are inserted. No client may see an error.
+# deletes and VACUUM running while rows are inserted. No client may see an error (inserts and
+# searches at READ COMMITTED have no serialization failures to expect).
 use strict;
 use warnings;
 use lib "$ENV{HANNOY_ROOT}/test/perl";
@@ -87,48 +88,25 @@ sub finish_pgbench
 	return $done // 0;
 }
 
-# Every live row comes back first from an index scan for its own vector.
+# Every live row comes back first from an index scan for its own vector. The index is
+# approximate: at the default ef_search (40) a search for a row's own vector now and then (a
+# few rows in 20,000 here, about as many as with a fresh build of the same rows) settles in the
+# wrong place; with a wide beam every row must be found. That each committed row has exactly
+# one entry, reachable in the graph, hannoy_verify checks.
 sub check_all_found
 {
 	my ($label) = @_;
-	my $plan = $node->safe_psql('postgres', q{
-		SET enable_seqscan = off;
-		EXPLAIN (COSTS OFF) SELECT t.id FROM items t
-		WHERE (SELECT u.id FROM items u ORDER BY u.v <-> t.v LIMIT 1) <> t.id;
-	});
+	my $probe = q{
+		SELECT count(*) FROM items t WHERE (SELECT u.id FROM items u ORDER BY u.v <-> t.v LIMIT 1) <> t.id
+	};
+	my $plan = $node->safe_psql('postgres', "SET enable_seqscan = off; EXPLAIN (COSTS OFF) $probe");
 	like($plan, qr/Index Scan using items_idx on items u/, "$label: the probes use the index");
-	my ($rows, $missed) = split /\|/, $node->safe_psql('postgres', q{
-		SET enable_seqscan = off;
-		SELECT count(*), count(*) FILTER (WHERE (SELECT u.id FROM items u ORDER BY u.v <-> t.v LIMIT 1) <> t.id)
-		FROM items t;
-	});
+	my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM items');
+	my $missed = $node->safe_psql('postgres', "SET enable_seqscan = off; SET hannoy.ef_search = 400; $probe");
 	is($missed, 0, "$label: each of the $rows committed rows is found first by its own vector");
-	if ($missed)
-	{
-		diag $node->safe_psql('postgres', q{
-			SET enable_seqscan = off;
-			SELECT t.id, (SELECT u.id || ' at ' || (u.v <-> t.v) FROM items u ORDER BY u.v <-> t.v LIMIT 1),
-				(SELECT u.id FROM items u ORDER BY (u.v <-> t.v) + 0 LIMIT 1)
-			FROM items t WHERE (SELECT u.id FROM items u ORDER BY u.v <-> t.v LIMIT 1) <> t.id;
-		});
-		diag $node->safe_psql('postgres', q{
-			SET enable_seqscan = off; SET hannoy.ef_search = 200;
-			SELECT count(*) FROM items t WHERE (SELECT u.id FROM items u ORDER BY u.v <-> t.v LIMIT 1) <> t.id;
-		});
-		diag 'fresh: ' . $node->safe_psql('postgres', q{
-			DROP TABLE IF EXISTS fresh; CREATE TABLE fresh AS SELECT * FROM items;
-			CREATE INDEX ON fresh USING hannoy (v);
-			SET enable_seqscan = off;
-			SELECT count(*) FROM fresh t WHERE (SELECT u.id FROM fresh u ORDER BY u.v <-> t.v LIMIT 1) <> t.id;
-		});
-		diag 'serial inserts: ' . $node->safe_psql('postgres', q{
-			DROP TABLE IF EXISTS serial; CREATE TABLE serial AS SELECT * FROM items WHERE id < 1000000;
-			CREATE INDEX ON serial USING hannoy (v);
-			INSERT INTO serial SELECT * FROM items WHERE id > 1000000 ORDER BY id;
-			SET enable_seqscan = off;
-			SELECT count(*) FROM serial t WHERE (SELECT u.id FROM serial u ORDER BY u.v <-> t.v LIMIT 1) <> t.id;
-		});
-	}
+	my $missed_default = $node->safe_psql('postgres', "SET enable_seqscan = off; $probe");
+	note "$label: $missed_default of $rows rows not found first at the default ef_search";
+	cmp_ok($missed_default, '<=', $rows / 1000, "$label: at the default ef_search, all but at most 0.1%");
 	is($node->safe_psql('postgres', q{
 		SELECT ok, deleted_items, unreachable, heap_tids = (SELECT count(*) FROM items),
 			array_to_string(problems, '; ') FROM hannoy_verify('items_idx')}),
@@ -153,8 +131,10 @@ $started = time;
 my @background = (
 	start_pgbench('readers2', 1, 20, $search),
 	start_pgbench('deleter', 1, 20, q{
-		\set r random(1, 1100000)
-		DELETE FROM items WHERE id IN (SELECT id FROM items WHERE id >= :r ORDER BY id LIMIT 8);
+		\set r random(1, 25000)
+		\set from case when :r <= 5000 then :r else 1000000 + :r - 5000 end
+		DELETE FROM items WHERE id IN (SELECT id FROM items WHERE id >= :from ORDER BY id LIMIT 4);
+		\sleep 10 ms
 	}),
 	start_pgbench('vacuum', 1, 20, q{
 		VACUUM items;
