@@ -126,23 +126,23 @@ cmp_ok($before, '>', 5500, "writers committed rows ($before in all)");
 $node->safe_psql('postgres', 'VACUUM items');
 check_all_found('inserts with readers');
 
-# 2. Writers, a deleter and VACUUM at the same time, 20 s.
+# 2. Writers, a deleter and VACUUM at the same time, 15 s.
 $started = time;
 my @background = (
-	start_pgbench('readers2', 1, 20, $search),
-	start_pgbench('deleter', 1, 20, q{
+	start_pgbench('readers2', 1, 15, $search),
+	start_pgbench('deleter', 1, 15, q{
 		\set r random(1, 25000)
 		\set from case when :r <= 5000 then :r else 1000000 + :r - 5000 end
 		DELETE FROM items WHERE id IN (SELECT id FROM items WHERE id >= :from ORDER BY id LIMIT 4);
 		\sleep 10 ms
 	}),
-	start_pgbench('vacuum', 1, 20, q{
+	start_pgbench('vacuum', 1, 15, q{
 		VACUUM items;
 		\sleep 500 ms
 	}));
 my %writer_scripts2 = map { (s/^(\d+)_/1$1_/r) => $writer_scripts{$_} } keys %writer_scripts;
-$node->pgbench('-n -c 3 -j 3 -T 20', 0, [qr{actually processed: \d+}], [qr{^$}],
-	'writers: 3 clients inserting for 20 s while rows are deleted and vacuumed', \%writer_scripts2);
+$node->pgbench('-n -c 3 -j 3 -T 15', 0, [qr{actually processed: \d+}], [qr{^$}],
+	'writers: 3 clients inserting for 15 s while rows are deleted and vacuumed', \%writer_scripts2);
 finish_pgbench($_) for @background;
 note sprintf('concurrent phase with deletes took %.1f s', time - $started);
 $node->safe_psql('postgres', 'VACUUM items');
