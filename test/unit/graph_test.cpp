@@ -527,8 +527,9 @@ delete_rows(Fixture &f, const std::vector<uint32_t> &rows)
 TEST(Graph, ChurnKeepsRecallAndInvariants)
 {
 	/* Five rounds of: delete 10% at random, insert as many, repair. After each round every
-	 * invariant holds, and recall@10 stays >= 0.95 and within 0.02 of a fresh build of the
-	 * same rows. */
+	 * invariant holds, and recall@10 stays >= 0.95 and within 0.005 of a fresh build of the
+	 * same rows (100 queries; lists pruned down to the heuristic's choice at each repair lost
+	 * up to 0.01). */
 	const uint32_t dims = 64, n = 20000, rounds = 5, churn = n / 10;
 	auto data = test::clustered_vectors(n + rounds * churn + 100, dims, 40, 51, 1.5f);
 	auto slice = [&](uint32_t first, uint32_t count) {
@@ -573,8 +574,59 @@ TEST(Graph, ChurnKeepsRecallAndInvariants)
 		std::printf("churn round %u: recall@10 %.4f (fresh build %.4f), %llu lists repaired\n", round + 1,
 					churned, rebuilt, static_cast<unsigned long long>(stats.lists_rewritten));
 		EXPECT_GE(churned, 0.95);
-		EXPECT_GE(churned, rebuilt - 0.02);
+		EXPECT_GE(churned, rebuilt - 0.005);
 	}
+}
+
+TEST(Graph, RepairKeepsLiveNeighboursAndDegree)
+{
+	/* Repairing around deleted items never drops a live neighbour (that would take an incoming
+	 * link from an item that was not deleted) and refills the deleted ones' places from their
+	 * own neighbours, so lists keep their length where the deleted items had live neighbours. */
+	Fixture f(Metric::L2, 32);
+	auto data = test::clustered_vectors(3000, 32, 20, 53, 1.5f);
+	f.build(data);
+	auto lists = [&](uint32_t n) {
+		std::vector<std::vector<uint32_t>> out(n);
+		lmdb::Txn txn(f.store->env(), true);
+		StoreReader reader(*f.store, txn);
+		for (uint32_t id = 0; id < n; id++)
+			reader.links(id, 0, out[id]);
+		return out;
+	};
+	auto before = lists(3000);
+	std::vector<uint32_t> gone;
+	Bitmap dead;
+	for (uint32_t r = 0; r < 3000; r += 7) {
+		gone.push_back(r);
+		dead.add(r);
+	}
+	delete_rows(f, gone);
+	WriteGate gate;
+	RepairStats stats = repair_deleted(*f.store, gate);
+	EXPECT_EQ(stats.items_purged, gone.size());
+	auto after = lists(3000);
+	uint64_t degree_before = 0, degree_after = 0;
+	for (uint32_t id = 0; id < 3000; id++) {
+		if (dead.contains(id))
+			continue;
+		for (uint32_t n : before[id]) {
+			if (!dead.contains(n)) {
+				EXPECT_NE(std::find(after[id].begin(), after[id].end(), n), after[id].end())
+					<< "item " << id << " lost its live neighbour " << n;
+			}
+		}
+		for (uint32_t n : after[id])
+			EXPECT_FALSE(dead.contains(n)) << "item " << id << " still links deleted item " << n;
+		degree_before += before[id].size();
+		degree_after += after[id].size();
+	}
+	std::printf("mean layer-0 degree of live items: %.2f before, %.2f after the repair\n",
+				static_cast<double>(degree_before) / (3000 - gone.size()),
+				static_cast<double>(degree_after) / (3000 - gone.size()));
+	EXPECT_GE(degree_after, degree_before * 99 / 100);
+	repair_reachability(*f.store);
+	f.expect_sound();
 }
 
 TEST(Graph, DeletingEverythingAndTheEntryPoint)

@@ -556,34 +556,61 @@ repair_deleted(IndexStore &store, WriteGate &gate)
 				list.clear();
 				if (!writer.links(id, layer, list))
 					continue;
-				std::vector<uint32_t> merged;
-				bool touched = false;
+				/* The live neighbours all stay: dropping one would take an incoming link from an
+				 * item that did nothing wrong, and items that lose their incoming links become hard
+				 * to find. The deleted ones' places go to their own live neighbours: first those
+				 * the pruning heuristic keeps next to the list (diverse directions, as the deleted
+				 * item provided), then the closest, up to the list's former length. */
+				std::vector<uint32_t> kept, extra;
 				for (uint32_t n : list) {
 					if (!dead.contains(n)) {
-						merged.push_back(n);
+						kept.push_back(n);
 						continue;
 					}
-					touched = true;
 					theirs.clear();
 					writer.links(n, layer, theirs);
 					for (uint32_t m : theirs)
 						if (m != id && !dead.contains(m))
-							merged.push_back(m);
+							extra.push_back(m);
 				}
-				if (!touched)
+				if (kept.size() == list.size())
 					continue;
-				std::sort(merged.begin(), merged.end());
-				merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
+				std::vector<uint32_t> merged = kept;
+				std::sort(kept.begin(), kept.end());
+				std::sort(extra.begin(), extra.end());
+				extra.erase(std::unique(extra.begin(), extra.end()), extra.end());
+				extra.erase(std::remove_if(
+								extra.begin(), extra.end(),
+								[&](uint32_t n) { return std::binary_search(kept.begin(), kept.end(), n); }),
+							extra.end());
 				uint32_t cap = layer == 0 ? 2u * current.params.m : current.params.m;
-				if (merged.size() > cap) {
+				size_t target = std::min<size_t>(cap, list.size());
+				size_t slots = target > merged.size() ? target - merged.size() : 0;
+				if (extra.size() <= slots) {
+					merged.insert(merged.end(), extra.begin(), extra.end());
+				} else if (slots > 0) {
 					candidates.clear();
-					for (uint32_t n : merged)
+					for (uint32_t n : extra)
 						candidates.push_back(Candidate{graph.distance_between(id, n), n});
 					std::sort(candidates.begin(), candidates.end(), closer);
-					select_neighbors(graph, candidates, cap, selected);
-					merged.clear();
-					for (const Candidate &c : selected)
-						merged.push_back(c.id);
+					std::vector<bool> taken(candidates.size(), false);
+					size_t added = 0;
+					for (size_t c = 0; c < candidates.size() && added < slots; c++) {
+						bool keep = true;
+						for (size_t k = 0; k < merged.size() && keep; k++)
+							keep = graph.distance_between(candidates[c].id, merged[k]) >= candidates[c].dist;
+						if (keep) {
+							merged.push_back(candidates[c].id);
+							taken[c] = true;
+							added++;
+						}
+					}
+					for (size_t c = 0; c < candidates.size() && added < slots; c++) {
+						if (!taken[c]) {
+							merged.push_back(candidates[c].id);
+							added++;
+						}
+					}
 				}
 				writer.put_links(id, layer, merged.data(), merged.size());
 				stats.lists_rewritten++;

@@ -208,8 +208,9 @@ struct RepairStats {
 
 /// Repairs the graph around tombstoned items and then purges them (FreshDiskANN's delete
 /// consolidation, on HNSW layers). The entry point is replaced first if it was deleted. Every
-/// list that links a deleted item is rebuilt from its live neighbours plus the live neighbours
-/// of the deleted ones, pruned with the heuristic when that is too many. Finding those lists
+/// list that links a deleted item keeps all its live neighbours, and the deleted ones' places
+/// go to their own live neighbours (those the pruning heuristic keeps first, then the closest)
+/// up to the list's former length. Finding those lists
 /// reads every list once (sequentially, without computing a distance); the distances and
 /// writes are proportional to what was deleted. Work is done in chunks, each in its own write
 /// transaction wrapped by `gate`.
