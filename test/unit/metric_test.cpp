@@ -96,6 +96,37 @@ TEST(Metric, NonFiniteRejected)
 	}
 }
 
+TEST(Metric, FirstNonFiniteFindsTheFirstBadElementAnywhere)
+{
+	const float bad_values[] = {std::numeric_limits<float>::quiet_NaN(),
+								std::numeric_limits<float>::infinity(),
+								-std::numeric_limits<float>::infinity()};
+	for (uint32_t dims : {1u, 15u, 16u, 17u, 33u, 784u}) {
+		/* Extremes that are finite: largest, smallest normal, subnormal, negative zero. */
+		std::vector<float> values(dims);
+		for (uint32_t i = 0; i < dims; i++) {
+			const float finite[] = {std::numeric_limits<float>::max(),
+									-std::numeric_limits<float>::max(),
+									std::numeric_limits<float>::min(),
+									std::numeric_limits<float>::denorm_min(),
+									-0.0f,
+									1.5f};
+			values[i] = finite[i % 6];
+		}
+		EXPECT_EQ(first_non_finite(values.data(), dims), -1) << dims;
+		for (uint32_t position = 0; position < dims; position += (dims > 40 ? 37 : 1)) {
+			for (float bad : bad_values) {
+				std::vector<float> v = values;
+				v[position] = bad;
+				if (position + 3 < dims)
+					v[position + 3] = bad; /* a later one is not reported */
+				EXPECT_EQ(first_non_finite(v.data(), dims), static_cast<int64_t>(position))
+					<< dims << " dims, position " << position;
+			}
+		}
+	}
+}
+
 TEST(Metric, BinaryQuantizeBitOrder)
 {
 	float v[70];

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -122,6 +123,51 @@ struct SearchScratch {
 	std::vector<Candidate> candidates; ///< min-heap (ClosestOnTop)
 	std::vector<Candidate> results;    ///< max-heap (FarthestOnTop)
 	std::vector<uint32_t> neighbors;
+};
+
+/// An object borrowed from a small per-thread pool and given back on destruction. A scan of a
+/// large index then starts by bumping its visited sets' epochs instead of allocating and
+/// zeroing marks for every item, which cost more than a search on small ef_search.
+template <typename T> class Pooled
+{
+public:
+	Pooled()
+	{
+		auto &pool = free_list();
+		if (!pool.empty()) {
+			object_ = std::move(pool.back());
+			pool.pop_back();
+		} else {
+			object_ = std::make_unique<T>();
+		}
+	}
+	~Pooled()
+	{
+		auto &pool = free_list();
+		if (object_ == nullptr || pool.size() >= kKept)
+			return;
+		try {
+			pool.push_back(std::move(object_));
+		} catch (const std::bad_alloc &) {
+			/* not kept: freed with this object */
+		}
+	}
+	Pooled(const Pooled &) = delete;
+	Pooled &operator=(const Pooled &) = delete;
+
+	T *operator->() { return object_.get(); }
+	T &operator*() { return *object_; }
+
+private:
+	/* Enough for the few scans a process runs at once. */
+	static constexpr size_t kKept = 4;
+	static std::vector<std::unique_ptr<T>> &free_list()
+	{
+		thread_local std::vector<std::unique_ptr<T>> pool;
+		return pool;
+	}
+
+	std::unique_ptr<T> object_;
 };
 
 /// A fast, well-mixed 64-bit hash (splitmix64's finaliser).

@@ -251,8 +251,8 @@ private:
 	bool started_ = false;
 	bool exhausted_ = false;
 	uint64_t visited_count_ = 0;
-	VisitedSet visited_;
-	VisitedSet emitted_;
+	Pooled<VisitedSet> visited_;
+	Pooled<VisitedSet> emitted_;
 	std::vector<Candidate> candidates_; ///< min-heap of nodes to expand
 	std::vector<Candidate> results_;    ///< max-heap: best ef_ accepted nodes of this round
 	std::vector<Candidate> accepted_;   ///< every accepted node found so far
@@ -276,7 +276,7 @@ ScanSearch::expand(StoreGraph &graph, const Filter &accept)
 		neighbors_.clear();
 		graph.neighbors(current.id, 0, neighbors_);
 		for (uint32_t id : neighbors_) {
-			if (visited_.test_and_set(id))
+			if (visited_->test_and_set(id))
 				continue;
 			float d;
 			if (!graph.distance_to(query_.data(), id, &d))
@@ -311,21 +311,21 @@ ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 				exhausted_ = true;
 				break;
 			}
-			visited_.reset(meta.next_item);
-			emitted_.reset(meta.next_item);
+			visited_->reset(meta.next_item);
+			emitted_->reset(meta.next_item);
 			float d;
 			if (!graph.distance_to(query_.data(), meta.entry_point, &d))
 				throw Error(ErrorCode::Corrupted, "hannoy index entry point has no vector", "",
 							"REINDEX the index.");
 			round_.assign(1, Candidate{d, meta.entry_point});
 			{
-				SearchScratch scratch;
+				Pooled<SearchScratch> scratch;
 				std::vector<Candidate> buffer;
-				descend(graph, query_.data(), round_, meta.max_level, 0, kUpperLayerBeam, scratch,
+				descend(graph, query_.data(), round_, meta.max_level, 0, kUpperLayerBeam, *scratch,
 						meta.next_item, buffer);
 			}
 			for (const Candidate &c : round_) {
-				if (visited_.test_and_set(c.id))
+				if (visited_->test_and_set(c.id))
 					continue;
 				visited_count_++;
 				candidates_.push_back(c);
@@ -357,13 +357,13 @@ ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 		std::sort(round_.begin(), round_.end(), closer);
 		size_t before = out.size();
 		for (const Candidate &c : round_) {
-			if (emitted_.contains(c.id))
+			if (emitted_->contains(c.id))
 				continue;
 			/* Strict order: a node found late but closer than what was already returned is
 			 * dropped, since the executor trusts the index's order. */
 			if (strict_ && any_emitted_ && c.dist < last_emitted_)
 				continue;
-			emitted_.test_and_set(c.id);
+			emitted_->test_and_set(c.id);
 			out.push_back(c);
 			last_emitted_ = c.dist;
 			any_emitted_ = true;
