@@ -21,6 +21,10 @@ namespace hannoy
 namespace
 {
 
+/* The kernel reads at most its read-ahead window (read_ahead_kb) per advice call and ignores
+ * the rest of a larger range: advise in pieces no larger than a typical window. */
+constexpr uint64_t kAdviceChunk = uint64_t(2) << 20;
+
 /* Runs `job` on a short-lived thread of its own: read-ahead advice may block while the kernel
  * queues the reads, and the caller has a query to answer meanwhile. The thread blocks every
  * signal, so the host process's signals keep reaching its own thread; jobs call nothing but
@@ -84,7 +88,9 @@ public:
 			/* Advice only: a failure (even on a file closed meanwhile) costs the speed-up,
 			 * never correctness. */
 			for (const auto &range : ranges)
-				madvise(reinterpret_cast<void *>(range.first), range.second - range.first, MADV_WILLNEED);
+				for (uintptr_t at = range.first; at < range.second; at += kAdviceChunk)
+					madvise(reinterpret_cast<void *>(at),
+							std::min<uintptr_t>(kAdviceChunk, range.second - at), MADV_WILLNEED);
 		});
 		if (!started)
 			stats = PrefetchStats();
@@ -124,7 +130,10 @@ prefetch_search_start(IndexStore &store, size_t budget)
 		if (copy < 0)
 			return stats;
 		if (run_detached([copy, file_bytes] {
-				posix_fadvise(copy, 0, static_cast<off_t>(file_bytes), POSIX_FADV_WILLNEED);
+				for (uint64_t at = 0; at < file_bytes; at += kAdviceChunk)
+					posix_fadvise(copy, static_cast<off_t>(at),
+								  static_cast<off_t>(std::min<uint64_t>(kAdviceChunk, file_bytes - at)),
+								  POSIX_FADV_WILLNEED);
 				close(copy);
 			})) {
 			stats.advised_bytes = file_bytes;
