@@ -27,32 +27,32 @@ my $insert = q{
 			FROM generate_series(1, 64) d WHERE g > 0)
 	FROM items_centers, generate_series(1, :n) g WHERE c = :c;
 };
+
+# Two batches in one transaction ended by $end, with a scan between them that flushes the
+# first one early.
+sub two_batches
+{
+	my ($end) = @_;
+	return qq{
+		\\set c random(1, 50)
+		\\set n random(1, 10)
+		BEGIN;
+		$insert
+		SELECT id FROM items ORDER BY v <-> (SELECT center FROM items_centers WHERE c = :c) LIMIT 5;
+		$insert
+		$end;
+	};
+}
+
 my %writer_scripts = (
 	'001_insert@4' => qq{
 		\\set c random(1, 50)
 		\\set n random(1, 10)
 		$insert
 	},
-	# Several batches in one transaction, with a scan that flushes the first one early.
-	'002_transaction@2' => qq{
-		\\set c random(1, 50)
-		\\set n random(1, 10)
-		BEGIN;
-		$insert
-		SELECT id FROM items ORDER BY v <-> (SELECT center FROM items_centers WHERE c = :c) LIMIT 5;
-		$insert
-		COMMIT;
-	},
+	'002_transaction@2' => two_batches('COMMIT'),
 	# Rolled back: before and after its batch was flushed by a scan.
-	'003_rollback@1' => qq{
-		\\set c random(1, 50)
-		\\set n random(1, 10)
-		BEGIN;
-		$insert
-		SELECT id FROM items ORDER BY v <-> (SELECT center FROM items_centers WHERE c = :c) LIMIT 5;
-		$insert
-		ROLLBACK;
-	},
+	'003_rollback@1' => two_batches('ROLLBACK'),
 );
 my $search = q{
 	\set c random(1, 50)

@@ -19,13 +19,6 @@ $node->safe_psql('postgres', q{
 	ALTER TABLE items SET (parallel_workers = 2);
 });
 
-# Storage files of hannoy indexes in the data directory.
-sub files
-{
-	my @files = grep { !/-lock$/ } glob($node->data_dir . '/base/*/pgsql_tmp_hannoy_*');
-	return scalar(@files);
-}
-
 sub build
 {
 	my ($workers, $settings) = @_;
@@ -73,20 +66,20 @@ $node->safe_psql('postgres', q{
 	INSERT INTO bad SELECT id, v FROM items;
 	UPDATE bad SET v = v[1:63] WHERE id % 997 = 0;
 });
-my $before = files();
+my $before = scalar(storage_files($node));
 my ($ret, $out, $err) = $node->psql('postgres', q{
 	SET max_parallel_maintenance_workers = 2;
 	CREATE INDEX bad_idx ON bad USING hannoy (v);
 });
 isnt($ret, 0, 'a build with bad rows fails');
 like($err, qr/expected 64 dimensions, not 63/, 'with the dimension error');
-is(files(), $before, 'and leaves no storage file');
+is(scalar(storage_files($node)), $before, 'and leaves no storage file');
 $node->safe_psql('postgres', 'DELETE FROM bad WHERE id % 997 = 0');
 $node->safe_psql('postgres', 'SET max_parallel_maintenance_workers = 2; CREATE INDEX bad_idx ON bad USING hannoy (v)');
 is($node->safe_psql('postgres', q{SELECT ok FROM hannoy_verify('bad_idx')}), 't', 'the fixed table builds');
 
 # Cancellation: a statement timeout stops a parallel build within about a second.
-$before = files();
+$before = scalar(storage_files($node));
 my $started = time;
 ($ret, $out, $err) = $node->psql('postgres', q{
 	SET max_parallel_maintenance_workers = 2; SET statement_timeout = '700ms';
@@ -95,7 +88,7 @@ my $started = time;
 my $elapsed = time - $started;
 like($err, qr/canceling statement due to statement timeout/, 'statement_timeout cancels the build');
 cmp_ok($elapsed, '<', 2.5, sprintf('promptly (%.2f s for a 0.7 s timeout)', $elapsed));
-is(files(), $before, 'a cancelled build leaves no storage file');
+is(scalar(storage_files($node)), $before, 'a cancelled build leaves no storage file');
 
 # Progress: another session sees the phases and tuples_done moving.
 my $bg = $node->background_psql('postgres');

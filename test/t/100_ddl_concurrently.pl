@@ -24,11 +24,6 @@ $node->safe_psql('postgres', q{
 	$$;
 });
 
-sub files
-{
-	return scalar(grep { !/-lock$/ } glob($node->data_dir . '/base/*/pgsql_tmp_hannoy_*'));
-}
-
 # Starts a session that inserts one row per transaction for $seconds. New rows have ids from
 # 1,000,000 and vectors next to (not equal to) those of existing rows.
 sub start_inserter
@@ -98,7 +93,7 @@ my $after = $node->safe_psql('postgres', q{
 cmp_ok($during, '>', 10, "rows inserted while CREATE INDEX CONCURRENTLY ran ($during)");
 cmp_ok($after, '>', 10, "rows inserted after it ($after)");
 check_index('items_idx', 'CREATE INDEX CONCURRENTLY');
-is(files(), 1, 'one storage file');
+is(scalar(storage_files($node)), 1, 'one storage file');
 
 # REINDEX INDEX CONCURRENTLY under the same load: a new index (new OID, new file), the old
 # file removed.
@@ -110,7 +105,7 @@ $inserter->query_safe('SELECT 1');
 $inserter->quit;
 check_index('items_idx', 'REINDEX INDEX CONCURRENTLY');
 ok(!-e $node->data_dir . "/$old_file", 'the old file is gone');
-is(files(), 1, 'one storage file');
+is(scalar(storage_files($node)), 1, 'one storage file');
 
 # DROP INDEX CONCURRENTLY waits for a transaction that inserted into the index. Meanwhile the
 # index is invalid but still receives inserts: the file must still be there.
@@ -133,7 +128,7 @@ $writer->quit;
 $dropper->query_safe('SELECT 1');
 $dropper->quit;
 ok(!-e $file, 'the file is removed when the drop completes');
-is(files(), 0, 'no storage file left');
+is(scalar(storage_files($node)), 0, 'no storage file left');
 
 # A DROP INDEX CONCURRENTLY that fails half-way (lock timeout while waiting) leaves an invalid
 # index with its file; REINDEX makes it valid again with all rows, a second drop removes it.
@@ -149,7 +144,7 @@ ok(-e $file, 'the failed drop leaves the file');
 $node->safe_psql('postgres', 'REINDEX INDEX items_idx');
 check_index('items_idx', 'REINDEX after a failed DROP INDEX CONCURRENTLY');
 $node->safe_psql('postgres', 'DROP INDEX CONCURRENTLY items_idx');
-is(files(), 0, 'the second drop removes the file');
+is(scalar(storage_files($node)), 0, 'the second drop removes the file');
 
 # A temporary table's index goes with the session.
 my $temp = $node->background_psql('postgres');
@@ -159,11 +154,11 @@ $temp->query_safe(q{
 });
 is($temp->query_safe(q{SET enable_seqscan = off;
 	SELECT id FROM tmp ORDER BY v <-> (SELECT v FROM tmp WHERE id = 7) LIMIT 1}), '7', 'temporary index answers');
-is(files(), 1, 'temporary index has a file');
+is(scalar(storage_files($node)), 1, 'temporary index has a file');
 $temp->quit;
 $node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_class WHERE relname = 'tmp_idx'})
   or die 'temporary index not dropped';
-is(files(), 0, 'session exit removes the temporary index file');
+is(scalar(storage_files($node)), 0, 'session exit removes the temporary index file');
 
 $node->stop;
 done_testing();

@@ -32,9 +32,7 @@ populate('src');
 # Storage files (not lock files) in the data directory and in ts1.
 sub files
 {
-	my ($pattern) = @_;
-	my @all = (glob($node->data_dir . '/base/*/pgsql_tmp_hannoy_*'), glob("$ts_dir/PG_*/*/pgsql_tmp_hannoy_*"));
-	return scalar(grep { !/-lock$/ } @all);
+	return scalar(storage_files($node, $node->data_dir . '/base/*', "$ts_dir/PG_*/*"));
 }
 
 my $query_v = 'SELECT id FROM t ORDER BY v <-> (SELECT v FROM t WHERE id = 1234) LIMIT 5';

@@ -30,19 +30,6 @@ $node->safe_psql('postgres', q{
 	CREATE INDEX t_idx ON t USING hannoy (v);
 });
 
-# Rows of t that an exact probe through the index does not return first, as "id,id,...".
-sub missed_rows
-{
-	my ($table, $filter) = @_;
-	$table //= 't';
-	$filter //= 'true';
-	return $node->safe_psql('postgres', qq{
-		SET enable_seqscan = off; SET enable_bitmapscan = off; SET hannoy.ef_search = 100;
-		SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM $table r
-		WHERE $filter AND id IS DISTINCT FROM (SELECT s.id FROM $table s ORDER BY s.v <-> r.v LIMIT 1);
-	});
-}
-
 # Probes for the given ids' vectors whose index results are not in true distance order, or
 # that return one of these (aborted) ids.
 sub disordered_probes
@@ -60,17 +47,6 @@ sub disordered_probes
 					FROM (SELECT id, v FROM $table ORDER BY v <-> vec(q) LIMIT 5) top) r) o
 			WHERE o.d < o.prev - 1e-4 OR o.id = ANY ('{$list}'::int[]));
 	});
-}
-
-sub wait_until_up
-{
-	for (1 .. 600)
-	{
-		my ($ret) = $node->psql('postgres', 'SELECT 1');
-		return if $ret == 0;
-		usleep(100_000);
-	}
-	die 'server did not come back after the crash';
 }
 
 # A psql session that runs a generated script and prints a marker after every transaction
@@ -164,7 +140,7 @@ for my $cycle (1 .. $cycles)
 			$set->{$_} = 1 for $2 .. $3;
 		}
 	}
-	wait_until_up();
+	wait_until_up($node);
 
 	my $present = $node->safe_psql('postgres',
 		'SELECT count(*) FROM t WHERE id = ANY (\'{' . join(',', keys %committed) . '}\'::int[])');
@@ -173,7 +149,7 @@ for my $cycle (1 .. $cycles)
 		diag("cycle $cycle: only $present of " . scalar(keys %committed) . ' committed rows in the heap');
 		$all_found = 0;
 	}
-	my $missed = missed_rows();
+	my $missed = missed_rows($node, 't');
 	if ($missed ne '')
 	{
 		diag("cycle $cycle: rows not found by their own vector: $missed");
@@ -237,7 +213,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM w WHERE id > 5000000 AND i
 	'0', 'WAL order: the open transaction\'s rows are gone after the crash');
 is(disordered_probes('w', 5000001 .. 5000300), '',
 	'WAL order: probes with the lost rows\' vectors return true nearest rows in order, never rows on reused TIDs');
-is(missed_rows('w'), '', 'WAL order: every row inserted after the crash is found by its own vector');
+is(missed_rows($node, 'w'), '', 'WAL order: every row inserted after the crash is found by its own vector');
 $node->safe_psql('postgres', q{ALTER SYSTEM RESET wal_writer_delay; SELECT pg_reload_conf();});
 
 # ---- Crash during CREATE INDEX ----------------------------------------------------------------
@@ -261,7 +237,7 @@ my $builder_pid = $node->safe_psql('postgres',
 ok($builder_pid =~ /^\d+$/, 'CREATE INDEX is still running when it is killed');
 kill 'KILL', $builder_pid if $builder_pid =~ /^\d+$/;
 end_session($build);
-wait_until_up();
+wait_until_up($node);
 note("CREATE INDEX killed in phase '$phase'");
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class WHERE relname = 'b_idx'}), '0',
 	'crash during CREATE INDEX: the index does not exist after recovery');
@@ -294,12 +270,12 @@ my $reindex_pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activit
 ok($reindex_pid =~ /^\d+$/, 'REINDEX is still running when it is killed');
 kill 'KILL', $reindex_pid if $reindex_pid =~ /^\d+$/;
 end_session($reindex);
-wait_until_up();
+wait_until_up($node);
 my @partial = grep { !$known{$_} && !/-lock$/ } glob("$db_dir/pgsql_tmp_hannoy_*");
 is($node->data_dir . '/' . $node->safe_psql('postgres', q{SELECT file FROM hannoy_index_info('b_idx')}), $old_file,
 	'crash during REINDEX: the index keeps its previous file');
 is($node->safe_psql('postgres', q{SELECT ok FROM hannoy_verify('b_idx')}), 't', 'crash during REINDEX: the index is sound');
-is(missed_rows('b', 'id % 10 = 0'), '', 'crash during REINDEX: the index finds rows by their own vectors');
+is(missed_rows($node, 'b', 'id % 10 = 0'), '', 'crash during REINDEX: the index finds rows by their own vectors');
 $node->safe_psql('postgres', 'REINDEX INDEX b_idx');
 is(scalar(grep { -e $_ } @partial, $old_file), 0,
 	'the next REINDEX removes the crashed build\'s file and the previous one (' . scalar(@partial) . ' partial)');
@@ -323,14 +299,14 @@ for my $round (1 .. 3)
 	note("round $round: VACUUM in phase '$seen', killed");
 	kill 'KILL', $pid if $pid ne '';
 	end_session($vac);
-	wait_until_up();
+	wait_until_up($node);
 	my $verify = $node->safe_psql('postgres', q{SELECT ok, problems FROM hannoy_verify('b_idx')});
 	if ($verify !~ /^t\|/)
 	{
 		diag("VACUUM round $round: $verify");
 		$vacuum_ok = 0;
 	}
-	my $missed = missed_rows('b', 'id % 10 = 0');
+	my $missed = missed_rows($node, 'b', 'id % 10 = 0');
 	if ($missed ne '')
 	{
 		diag("VACUUM round $round: rows not found: $missed");
@@ -340,7 +316,7 @@ for my $round (1 .. 3)
 ok($vacuum_ok, 'crash during VACUUM: after every crash the index is sound and finds every row');
 $node->safe_psql('postgres', 'VACUUM b');
 is($node->safe_psql('postgres', q{SELECT ok FROM hannoy_verify('b_idx')}), 't', 'a VACUUM after the crashes completes the repair');
-is(missed_rows('b', 'id % 10 = 0'), '', 'and every row is still found by its own vector');
+is(missed_rows($node, 'b', 'id % 10 = 0'), '', 'and every row is still found by its own vector');
 
 note(sprintf('total %.0f s', time - $started));
 $node->stop;

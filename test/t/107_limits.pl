@@ -27,28 +27,6 @@ $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION hannoy');
 my $have_prlimit = system('prlimit --version >/dev/null 2>&1') == 0;
 
-sub missed_rows
-{
-	my ($table, $filter) = @_;
-	$filter //= 'true';
-	return $node->safe_psql('postgres', qq{
-		SET enable_seqscan = off; SET enable_bitmapscan = off; SET hannoy.ef_search = 100;
-		SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM $table r
-		WHERE $filter AND id IS DISTINCT FROM (SELECT s.id FROM $table s ORDER BY s.v <-> r.v LIMIT 1);
-	});
-}
-
-sub wait_until_up
-{
-	for (1 .. 600)
-	{
-		my ($ret) = $node->psql('postgres', 'SELECT 1');
-		return if $ret == 0;
-		usleep(100_000);
-	}
-	die 'server did not come back';
-}
-
 # ---- hannoy.max_index_size -------------------------------------------------------------------
 create_gaussian_mixture($node, 'm', 2000, 64, 4, 0.5);
 $node->safe_psql('postgres', 'CREATE INDEX m_idx ON m USING hannoy (v)');
@@ -65,12 +43,12 @@ like($stderr, qr/hannoy index file ".*" reached its maximum size of \d+ bytes/,
 like($stderr, qr/HINT:  Raise hannoy.max_index_size/, 'the error names the setting to raise');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM m'), '2000', 'the failed transaction left no rows');
 is($node->safe_psql('postgres', q{SELECT ok FROM hannoy_verify('m_idx')}), 't', 'the index is sound after the failure');
-is(missed_rows('m'), '', 'every committed row is still found by its own vector');
+is(missed_rows($node, 'm'), '', 'every committed row is still found by its own vector');
 $node->safe_psql('postgres', q{
 	INSERT INTO m SELECT id + 100000, (SELECT array_agg(x + 0.25 ORDER BY o) FROM unnest(v) WITH ORDINALITY u(x, o))
 	FROM m WHERE id <= 2000;
 });
-is(missed_rows('m', 'id % 5 = 0'), '', 'with the default bound the same insert succeeds and its rows are found');
+is(missed_rows($node, 'm', 'id % 5 = 0'), '', 'with the default bound the same insert succeeds and its rows are found');
 
 # ---- A full disk -------------------------------------------------------------------------------
 # Unprivileged tests cannot mount a small file system; the file size limit (RLIMIT_FSIZE) of one
@@ -115,9 +93,9 @@ SKIP:
 	is($node->safe_psql('postgres', "SELECT count(*) FROM f WHERE id > $first AND id <= $first + 3000"), '0',
 		'no row of the failed transaction is visible');
 	is($node->safe_psql('postgres', q{SELECT ok FROM hannoy_verify('f_idx')}), 't', 'the index is sound after the failure');
-	is(missed_rows('f', 'id % 4 = 0'), '', 'every committed row is found by its own vector');
+	is(missed_rows($node, 'f', 'id % 4 = 0'), '', 'every committed row is found by its own vector');
 	$node->safe_psql('postgres', q{INSERT INTO f SELECT i, vec(i) FROM generate_series(900001, 903000) i});
-	is(missed_rows('f', 'id > 900000'), '', 'once there is space again inserts work');
+	is(missed_rows($node, 'f', 'id > 900000'), '', 'once there is space again inserts work');
 }
 
 # ---- Reader slots: 50 clients, and backends killed mid-scan ---------------------------------
@@ -144,7 +122,7 @@ for my $kill (1 .. 4)
 	usleep(100_000 + int(rand(300_000)));
 	kill 'KILL', $pid if $pid =~ /^\d+$/;
 	eval { $h->finish; };
-	wait_until_up();
+	wait_until_up($node);
 }
 $node->pgbench('-n -c 50 -j 2 -t 20', 0, [qr/processed: 1000\/1000/], [qr/^$/],
 	'50 clients scanning one index at once after backends were killed mid-scan',

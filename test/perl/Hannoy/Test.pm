@@ -7,8 +7,10 @@ use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 use Test::More;
+use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(hannoy_node create_gaussian_mixture recall_at_k recall_within_distance);
+our @EXPORT = qw(hannoy_node create_gaussian_mixture recall_at_k recall_within_distance missed_rows
+  wait_until_up storage_files);
 
 # A started node with hannoy preloaded and the extension created in database postgres.
 sub hannoy_node
@@ -91,6 +93,42 @@ sub recall_within_distance
 		SELECT avg((SELECT count(*) FROM unnest(a.d) x WHERE x <= kth.d + 1e-6 * greatest(1, abs(kth.d)))::float8 / $k)
 		FROM approx a JOIN kth USING (qid);
 	}) + 0;
+}
+
+# Rows of $table (id, v) in database postgres, as "id,id,...", that an index probe with their
+# own vector (operator $op, default <->) does not return first; only rows matching $filter.
+sub missed_rows
+{
+	my ($node, $table, $filter, $op) = @_;
+	$filter //= 'true';
+	$op //= '<->';
+	return $node->safe_psql('postgres', qq{
+		SET enable_seqscan = off; SET enable_bitmapscan = off; SET hannoy.ef_search = 100;
+		SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM $table r
+		WHERE $filter AND id IS DISTINCT FROM (SELECT s.id FROM $table s ORDER BY s.v $op r.v LIMIT 1);
+	});
+}
+
+# Waits (up to a minute) until the node accepts connections again after a crash.
+sub wait_until_up
+{
+	my ($node) = @_;
+	for (1 .. 600)
+	{
+		my ($ret) = $node->psql('postgres', 'SELECT 1');
+		return if $ret == 0;
+		usleep(100_000);
+	}
+	die 'server did not come back after the crash';
+}
+
+# Storage files of hannoy indexes (not their lock files) in the given database directories,
+# by default every database directory of the default tablespace.
+sub storage_files
+{
+	my ($node, @dirs) = @_;
+	@dirs = ($node->data_dir . '/base/*') unless @dirs;
+	return grep { !/-lock$/ } map { glob("$_/pgsql_tmp_hannoy_*") } @dirs;
 }
 
 1;
