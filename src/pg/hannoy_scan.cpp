@@ -10,6 +10,7 @@
  */
 #include "hannoy.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -23,9 +24,17 @@ namespace
 
 struct ScanState {
 	std::unique_ptr<ScanCursor> search;
+	std::vector<Candidate> found; ///< results of the last batch, in order
+	size_t resolved = 0;          ///< how many of them have had their TIDs queued
+	size_t resolve_chunk = kFirstResolveChunk;
 	std::vector<HeapTid> tids;
 	size_t next = 0;
 	bool done = false;
+
+	/* A batch holds ef_search results while a query usually wants a LIMIT of a few: the
+	 * TIDs of results are read a few at a time, more each time the executor asks again. */
+	static constexpr size_t kFirstResolveChunk = 8;
+	static constexpr size_t kMaxResolveChunk = 256;
 };
 
 struct ScanOpaque {
@@ -82,28 +91,41 @@ start_scan(IndexScanDesc scan)
 	return state.release();
 }
 
-/* Runs the search one step further and queues the heap TIDs of the new results. */
+/* Runs the search one step further and keeps its new results. */
 void
 fetch_batch(Relation index, ScanState &state)
 {
 	IndexStore &store = open_index_store(index);
-	state.tids.clear();
-	state.next = 0;
-	std::vector<Candidate> found;
+	state.found.clear();
+	state.resolved = 0;
 	{
 		lmdb::Txn txn(store.env(), true);
 		StoreReader reader(store, txn);
 		Bitmap tombstones = reader.tombstones();
 		bool more = state.search->next(
-			reader, [&](uint32_t id) { return !tombstones.contains(id); }, found);
-		ItemRecord item;
-		for (const Candidate &c : found)
-			if (reader.item(c.id, &item))
-				state.tids.insert(state.tids.end(), item.tids.begin(), item.tids.end());
+			reader, [&](uint32_t id) { return !tombstones.contains(id); }, state.found);
 		if (!more)
 			state.done = true;
 	}
 	check_interrupts();
+}
+
+/* Queues the heap TIDs of the next few results. An item deleted since the search (VACUUM
+ * removes only rows no snapshot can see) simply has none left. */
+void
+resolve_tids(Relation index, ScanState &state)
+{
+	IndexStore &store = open_index_store(index);
+	state.tids.clear();
+	state.next = 0;
+	size_t end = std::min(state.found.size(), state.resolved + state.resolve_chunk);
+	state.resolve_chunk = std::min(state.resolve_chunk * 2, ScanState::kMaxResolveChunk);
+	lmdb::Txn txn(store.env(), true);
+	StoreReader reader(store, txn);
+	ItemRecord item;
+	for (; state.resolved < end; state.resolved++)
+		if (reader.item(state.found[state.resolved].id, &item))
+			state.tids.insert(state.tids.end(), item.tids.begin(), item.tids.end());
 }
 
 bool
@@ -120,6 +142,10 @@ next_tuple(IndexScanDesc scan)
 			scan->xs_recheck = false;
 			scan->xs_recheckorderby = false;
 			return true;
+		}
+		if (state.resolved < state.found.size()) {
+			resolve_tids(scan->indexRelation, state);
+			continue;
 		}
 		if (state.done)
 			return false;

@@ -4,6 +4,7 @@
  */
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "core/error.hpp"
@@ -97,6 +98,57 @@ TEST(Store, MapGrowsUnderLargeWrites)
 	lmdb::Txn txn(store->env(), true);
 	StoreReader r(*store, txn);
 	EXPECT_EQ(reinterpret_cast<const float *>(r.vector(39999))[0], 39999.0f);
+}
+
+/* Reads remember where vector blocks and layer-0 lists lie for as long as the snapshot is
+ * the same; a commit in between, or a map that grew and moved, must make them look again. */
+TEST(Store, SnapshotCachesFollowWritesAndMapGrowth)
+{
+	test::TempPath tmp;
+	auto store = IndexStore::create(tmp.path(), meta_for(Metric::L2, 256), IndexStore::Options());
+	const uint32_t items = 2000;
+	auto write_round = [&](uint32_t round, uint32_t first, uint32_t count) {
+		lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
+			StoreWriter w(*store, txn);
+			std::vector<float> v(256, static_cast<float>(round));
+			for (uint32_t id = first; id < first + count; id++) {
+				v[0] = static_cast<float>(id);
+				w.put_vector(id, v.data());
+				if (id < items) {
+					uint32_t links[] = {(id + round + 1) % items, (id + round + 2) % items};
+					w.put_links(id, 0, links, 2);
+				}
+			}
+		});
+	};
+	auto check_round = [&](uint32_t round) {
+		/* twice: the second pass is served from the caches */
+		for (int pass = 0; pass < 2; pass++) {
+			lmdb::Txn txn(store->env(), true);
+			StoreReader r(*store, txn);
+			for (uint32_t id = 0; id < items; id += 7) {
+				const float *v = reinterpret_cast<const float *>(r.vector(id));
+				ASSERT_NE(v, nullptr);
+				ASSERT_EQ(v[0], static_cast<float>(id));
+				ASSERT_EQ(v[1], static_cast<float>(round)) << "stale vector of item " << id;
+				std::vector<uint32_t> links;
+				ASSERT_TRUE(r.links(id, 0, links));
+				std::vector<uint32_t> expected = {(id + round + 1) % items, (id + round + 2) % items};
+				std::sort(expected.begin(), expected.end());
+				ASSERT_EQ(links, expected) << "stale links of item " << id << " in round " << round;
+			}
+		}
+	};
+	write_round(0, 0, items);
+	check_round(0);
+	write_round(1, 0, items);
+	check_round(1);
+	/* Grow the map well past its first size (moving it, as LMDB may), then rewrite. */
+	size_t before = store->env().map_size();
+	for (uint32_t round = 2; store->env().map_size() < 4 * before; round++)
+		write_round(round, items + (round - 2) * 20000, 20000);
+	write_round(7, 0, items);
+	check_round(7);
 }
 
 TEST(Store, VectorsAreCacheLineAligned)

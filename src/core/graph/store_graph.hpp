@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -75,6 +76,16 @@ public:
 	}
 	void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) { reader_.links(id, layer, out); }
 	bool zero_is_duplicate() const { return space_.zero_is_duplicate(); }
+	/// Distance from the query to a traversal vector obtained from vector().
+	float distance(const void *query, const uint8_t *v) const { return space_.distance(query, v); }
+	/// Asks the CPU to start loading the first `lines` cache lines of a traversal vector.
+	void prefetch(const uint8_t *v, size_t lines) const
+	{
+		size_t end = std::min(space_.bytes(), lines * kCacheLine);
+		for (size_t offset = 0; offset < end; offset += kCacheLine)
+			__builtin_prefetch(v + offset, 0, 3);
+	}
+	static constexpr size_t kCacheLine = 64;
 
 private:
 	StoreReader &reader_;
@@ -258,6 +269,14 @@ private:
 	std::vector<Candidate> accepted_;   ///< every accepted node found so far
 	std::vector<Candidate> deferred_;   ///< found but outside the beam; revisited when it widens
 	std::vector<uint32_t> neighbors_;
+	struct Fresh {
+		uint32_t id;
+		const uint8_t *vector;
+	};
+	std::vector<Fresh> fresh_; ///< unvisited neighbours of the node being expanded
+	/// Cache lines requested for every new neighbour at once, and for the next one in full.
+	static constexpr size_t kPrefetchHeadLines = 2;
+	static constexpr size_t kPrefetchNextLines = 64;
 	std::vector<Candidate> round_;
 	bool any_emitted_ = false;
 	float last_emitted_ = 0.0f;
@@ -275,12 +294,24 @@ ScanSearch::expand(StoreGraph &graph, const Filter &accept)
 		candidates_.pop_back();
 		neighbors_.clear();
 		graph.neighbors(current.id, 0, neighbors_);
+		/* Find the new neighbours' vectors first and start loading them, then compute the
+		 * distances while the next vector streams in: vectors of a large index come from
+		 * memory, not cache, and waiting for each in turn cost more than the arithmetic. */
+		fresh_.clear();
 		for (uint32_t id : neighbors_) {
 			if (visited_->test_and_set(id))
 				continue;
-			float d;
-			if (!graph.distance_to(query_.data(), id, &d))
+			const uint8_t *v = graph.vector(id);
+			if (v == nullptr)
 				continue;
+			graph.prefetch(v, kPrefetchHeadLines);
+			fresh_.push_back(Fresh{id, v});
+		}
+		for (size_t i = 0; i < fresh_.size(); i++) {
+			if (i + 1 < fresh_.size())
+				graph.prefetch(fresh_[i + 1].vector, kPrefetchNextLines);
+			uint32_t id = fresh_[i].id;
+			float d = graph.distance(query_.data(), fresh_[i].vector);
 			visited_count_++;
 			Candidate c{d, id};
 			bool accepted = accept(id);

@@ -164,6 +164,7 @@ StoreReader::StoreReader(IndexStore &store, lmdb::Txn &txn)
 		if (cache.snapshot != txn.id() || cache.generation != store.map_generation()) {
 			std::fill(cache.vectors.begin(), cache.vectors.end(), nullptr);
 			std::fill(cache.codes.begin(), cache.codes.end(), nullptr);
+			cache.links.invalidate(cache.generation != store.map_generation());
 			cache.snapshot = txn.id();
 			cache.generation = store.map_generation();
 		}
@@ -227,13 +228,76 @@ StoreReader::code(uint32_t id)
 					  geometry_.code_bytes, id);
 }
 
+void
+IndexStore::LinkCache::invalidate(bool remapped)
+{
+	if (remapped)
+		anchor_ = nullptr;
+	if (++tag_ != 0)
+		return;
+	/* The tag wrapped: entries tagged long ago would look current again. */
+	for (auto &chunk : chunks_)
+		if (chunk != nullptr)
+			std::fill(chunk.get(), chunk.get() + (size_t(1) << kChunkBits), uint64_t(0));
+	tag_ = 1;
+}
+
+bool
+IndexStore::LinkCache::find(uint32_t id, const uint8_t **data, size_t *size) const
+{
+	uint32_t chunk = id >> kChunkBits;
+	if (chunk >= chunks_.size() || chunks_[chunk] == nullptr)
+		return false;
+	uint64_t entry = chunks_[chunk][id & ((uint32_t(1) << kChunkBits) - 1)];
+	if (static_cast<uint8_t>(entry) != tag_)
+		return false;
+	/* arithmetic shift of the signed offset */
+	int64_t offset = static_cast<int64_t>(entry) >> (kSizeBits + kTagBits);
+	*data = anchor_ + offset;
+	*size = static_cast<size_t>((entry >> kTagBits) & ((uint64_t(1) << kSizeBits) - 1));
+	return true;
+}
+
+void
+IndexStore::LinkCache::store(uint32_t id, const uint8_t *data, size_t size)
+{
+	if (id >= kMaxItems || size >= (size_t(1) << kSizeBits))
+		return;
+	if (anchor_ == nullptr)
+		anchor_ = data;
+	int64_t offset =
+		static_cast<int64_t>(reinterpret_cast<uintptr_t>(data) - reinterpret_cast<uintptr_t>(anchor_));
+	const int64_t limit = int64_t(1) << (kOffsetBits - 1);
+	if (offset >= limit || offset < -limit)
+		return;
+	uint32_t chunk = id >> kChunkBits;
+	if (chunk >= chunks_.size())
+		chunks_.resize(chunk + 1);
+	if (chunks_[chunk] == nullptr)
+		chunks_[chunk].reset(new uint64_t[size_t(1) << kChunkBits]());
+	chunks_[chunk][id & ((uint32_t(1) << kChunkBits) - 1)] =
+		(static_cast<uint64_t>(offset) << (kSizeBits + kTagBits)) |
+		(static_cast<uint64_t>(size) << kTagBits) | tag_;
+}
+
 bool
 StoreReader::links(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const
 {
+	const bool cached = layer == 0 && cache_ != nullptr && cache_ != &local_cache_;
+	if (cached) {
+		const uint8_t *data;
+		size_t size;
+		if (cache_->links.find(id, &data, &size)) {
+			decode_portable_ids(data, size, out, "links");
+			return true;
+		}
+	}
 	auto key = link_key(id, layer);
 	MDB_val value;
 	if (!txn_.get(store_.links_dbi(), key.data(), key.size(), &value))
 		return false;
+	if (cached)
+		cache_->links.store(id, static_cast<const uint8_t *>(value.mv_data), value.mv_size);
 	decode_portable_ids(value.mv_data, value.mv_size, out, "links");
 	return true;
 }

@@ -59,9 +59,8 @@ public:
 	const std::vector<float> &centroid() const { return centroid_; }
 	void set_cached_centroid(std::vector<float> centroid) { centroid_ = std::move(centroid); }
 
-	/// Bumped whenever the map may have moved, invalidating cached pointers.
-	uint64_t map_generation() const { return map_generation_; }
-	void note_remap() { map_generation_++; }
+	/// Changes whenever the map may have moved, invalidating cached pointers.
+	uint64_t map_generation() const { return 1 + env_->remaps(); }
 
 	/// Sets the dimension of an index created empty, and the block geometry that follows
 	/// from it, in `meta` (which the caller then writes).
@@ -70,12 +69,42 @@ public:
 	/// Syncs the file and sets kMetaBuildComplete; turns per-commit sync back on.
 	void finish_build();
 
-	/// Per-process cache of vector block addresses for one read snapshot.
+	/// Where the layer-0 list of each item lies in the map, for one read snapshot. A scan
+	/// looks up one list per node it expands, and a B-tree descent per list cost as much as
+	/// the distances of a search; queries of a read-mostly index share one snapshot, so later
+	/// visits of a node are an array read. Entries are tagged with the snapshot they were
+	/// found in (no clearing when it changes), hold the list's place as an offset from one
+	/// address in the map, and live in chunks allocated on first use, for ids below kMaxItems
+	/// only: at most 8 bytes per item.
+	class LinkCache
+	{
+	public:
+		static constexpr uint32_t kMaxItems = uint32_t(1) << 22;
+		/// Starts a new snapshot: every entry becomes stale. `remapped`: the map moved too.
+		void invalidate(bool remapped);
+		/// The list of `id` if cached for this snapshot.
+		bool find(uint32_t id, const uint8_t **data, size_t *size) const;
+		/// Records the list of `id` (ignored when it cannot be represented).
+		void store(uint32_t id, const uint8_t *data, size_t size);
+
+	private:
+		static constexpr uint32_t kChunkBits = 12;
+		static constexpr int kOffsetBits = 42; ///< signed: the anchor may lie anywhere in the map
+		static constexpr int kSizeBits = 14;
+		static constexpr int kTagBits = 8;
+		/* entry: offset from anchor_ | size | tag; 0 means empty (tags start at 1) */
+		std::vector<std::unique_ptr<uint64_t[]>> chunks_;
+		const uint8_t *anchor_ = nullptr;
+		uint8_t tag_ = 1;
+	};
+
+	/// Per-process cache of vector block and link list addresses for one read snapshot.
 	struct BlockCache {
 		uint64_t snapshot = 0;
 		uint64_t generation = 0;
 		std::vector<const uint8_t *> vectors;
 		std::vector<const uint8_t *> codes;
+		LinkCache links;
 	};
 	BlockCache &block_cache() { return block_cache_; }
 
@@ -88,7 +117,6 @@ private:
 	MDB_dbi meta_ = 0, items_ = 0, tids_ = 0, links_ = 0, vectors_ = 0, codes_ = 0, hashes_ = 0;
 	IndexMeta meta_cache_;
 	std::vector<float> centroid_;
-	uint64_t map_generation_ = 1;
 	BlockCache block_cache_;
 	uint16_t timeline_ = 0;
 };

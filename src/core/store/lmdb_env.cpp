@@ -192,6 +192,7 @@ Env::grow()
 	MDB_envinfo info;
 	check(mdb_env_info(env_, &info), "mdb_env_info", path_);
 	map_size_ = info.me_mapsize;
+	remaps_++;
 }
 
 void
@@ -201,6 +202,7 @@ Env::adopt_external_size()
 	MDB_envinfo info;
 	check(mdb_env_info(env_, &info), "mdb_env_info", path_);
 	map_size_ = info.me_mapsize;
+	remaps_++;
 }
 
 int

@@ -93,6 +93,8 @@ public:
 	const std::string &path() const { return path_; }
 	unsigned page_size() const { return page_size_; }
 	size_t map_size() const { return map_size_; }
+	/// Times the map was resized in this process: each may have moved it.
+	uint64_t remaps() const { return remaps_; }
 	/// Bytes the data file occupies on disk.
 	uint64_t file_bytes() const;
 
@@ -120,6 +122,7 @@ private:
 	std::string path_;
 	unsigned page_size_ = 4096;
 	size_t map_size_ = 0;
+	uint64_t remaps_ = 0;
 	size_t max_map_size_;
 	int reserved_fds_ = 0;
 };
