@@ -18,6 +18,7 @@
 
 #include "../distance/metric.hpp"
 #include "../store/index_store.hpp"
+#include "../store/residency.hpp"
 #include "hnsw.hpp"
 
 namespace hannoy
@@ -74,23 +75,26 @@ public:
 						"REINDEX the index.");
 		return space_.distance(va, vb);
 	}
-	void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) { reader_.links(id, layer, out); }
-	bool zero_is_duplicate() const { return space_.zero_is_duplicate(); }
-	/// Distance from the query to a traversal vector obtained from vector().
-	float distance(const void *query, const uint8_t *v) const { return space_.distance(query, v); }
-	/// Asks the CPU to start loading the first `lines` cache lines of a traversal vector.
-	void prefetch(const uint8_t *v, size_t lines) const
+	/// Appends the neighbours of (id, layer); with read_ahead, also asks for their vectors,
+	/// which the search reads next, all at once (see residency.hpp).
+	void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out)
 	{
-		size_t end = std::min(space_.bytes(), lines * kCacheLine);
-		for (size_t offset = 0; offset < end; offset += kCacheLine)
-			__builtin_prefetch(v + offset, 0, 3);
+		size_t before = out.size();
+		reader_.links(id, layer, out);
+		if (!read_ahead_)
+			return;
+		for (size_t i = before; i < out.size(); i++)
+			if (const uint8_t *v = vector(out[i]))
+				read_ahead(v, space_.bytes());
 	}
-	static constexpr size_t kCacheLine = 64;
+	void set_read_ahead(bool on) { read_ahead_ = on; }
+	bool zero_is_duplicate() const { return space_.zero_is_duplicate(); }
 
 private:
 	StoreReader &reader_;
 	const Space space_;
 	bool codes_;
+	bool read_ahead_ = false;
 };
 
 /// Appends the items of a bulk build to a fresh index file, in large transactions, without
@@ -269,14 +273,6 @@ private:
 	std::vector<Candidate> accepted_;   ///< every accepted node found so far
 	std::vector<Candidate> deferred_;   ///< found but outside the beam; revisited when it widens
 	std::vector<uint32_t> neighbors_;
-	struct Fresh {
-		uint32_t id;
-		const uint8_t *vector;
-	};
-	std::vector<Fresh> fresh_; ///< unvisited neighbours of the node being expanded
-	/// Cache lines requested for every new neighbour at once, and for the next one in full.
-	static constexpr size_t kPrefetchHeadLines = 2;
-	static constexpr size_t kPrefetchNextLines = 64;
 	std::vector<Candidate> round_;
 	bool any_emitted_ = false;
 	float last_emitted_ = 0.0f;
@@ -294,24 +290,12 @@ ScanSearch::expand(StoreGraph &graph, const Filter &accept)
 		candidates_.pop_back();
 		neighbors_.clear();
 		graph.neighbors(current.id, 0, neighbors_);
-		/* Find the new neighbours' vectors first and start loading them, then compute the
-		 * distances while the next vector streams in: vectors of a large index come from
-		 * memory, not cache, and waiting for each in turn cost more than the arithmetic. */
-		fresh_.clear();
 		for (uint32_t id : neighbors_) {
 			if (visited_->test_and_set(id))
 				continue;
-			const uint8_t *v = graph.vector(id);
-			if (v == nullptr)
+			float d;
+			if (!graph.distance_to(query_.data(), id, &d))
 				continue;
-			graph.prefetch(v, kPrefetchHeadLines);
-			fresh_.push_back(Fresh{id, v});
-		}
-		for (size_t i = 0; i < fresh_.size(); i++) {
-			if (i + 1 < fresh_.size())
-				graph.prefetch(fresh_[i + 1].vector, kPrefetchNextLines);
-			uint32_t id = fresh_[i].id;
-			float d = graph.distance(query_.data(), fresh_[i].vector);
 			visited_count_++;
 			Candidate c{d, id};
 			bool accepted = accept(id);
@@ -334,7 +318,9 @@ bool
 ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidate> &out)
 {
 	StoreGraph graph(reader, traversal_);
+	ColdReads &cold = reader.store().cold_reads();
 	while (!exhausted_) {
+		ColdReads::Step step(cold);
 		if (!started_) {
 			started_ = true;
 			IndexMeta meta = reader.meta();
@@ -344,10 +330,14 @@ ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 			}
 			visited_->reset(meta.next_item);
 			emitted_->reset(meta.next_item);
-			float d;
-			if (!graph.distance_to(query_.data(), meta.entry_point, &d))
+			const uint8_t *entry_vector = graph.vector(meta.entry_point);
+			if (entry_vector == nullptr)
 				throw Error(ErrorCode::Corrupted, "hannoy index entry point has no vector", "",
 							"REINDEX the index.");
+			cold.probe(entry_vector);
+			graph.set_read_ahead(cold.active());
+			float d = 0.0f;
+			graph.distance_to(query_.data(), meta.entry_point, &d);
 			round_.assign(1, Candidate{d, meta.entry_point});
 			{
 				Pooled<SearchScratch> scratch;
@@ -367,6 +357,7 @@ ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 				}
 			}
 		} else {
+			graph.set_read_ahead(cold.active());
 			/* Widen the beam: the best 2*ef accepted nodes so far seed the new round, and
 			 * everything left outside the old beam becomes expandable again. */
 			ef_ = ef_ > (1u << 30) ? ef_ : ef_ * 2;

@@ -15,6 +15,7 @@
 #include "bitmap.hpp"
 #include "codec.hpp"
 #include "lmdb_env.hpp"
+#include "residency.hpp"
 
 namespace hannoy
 {
@@ -107,6 +108,8 @@ public:
 		LinkCache links;
 	};
 	BlockCache &block_cache() { return block_cache_; }
+	/// Whether this process's searches of the file read ahead (see residency.hpp).
+	ColdReads &cold_reads() { return cold_reads_; }
 
 private:
 	explicit IndexStore(std::unique_ptr<lmdb::Env> env) : env_(std::move(env)) {}
@@ -118,6 +121,7 @@ private:
 	IndexMeta meta_cache_;
 	std::vector<float> centroid_;
 	BlockCache block_cache_;
+	ColdReads cold_reads_;
 	uint16_t timeline_ = 0;
 };
 
