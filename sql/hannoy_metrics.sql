@@ -111,11 +111,17 @@ CREATE INDEX ON b USING hannoy (fixed) WITH (quantization = 'binary');
 
 -- 3,072 dimensions (pgvector's HNSW stops at 2,000) build and answer.
 CREATE TABLE wide (id int, e real[]);
-INSERT INTO wide SELECT i, (SELECT array_agg(sin(i * d * 0.001)::real) FROM generate_series(1, 3072) d WHERE i > 0)
+-- A smooth curve through 3,072 dimensions: row i's nearest rows are i +- 1, then i +- 2...
+INSERT INTO wide SELECT i, (SELECT array_agg(sin(i * d * 0.00002)::real) FROM generate_series(1, 3072) d WHERE i > 0)
 FROM generate_series(1, 200) i;
 CREATE INDEX wide_idx ON wide USING hannoy (e);
 SELECT dimensions, items FROM hannoy_index_info('wide_idx');
 SET enable_seqscan = off;
 SELECT id FROM wide ORDER BY e <-> (SELECT e FROM wide WHERE id = 77) LIMIT 3;
+-- The ten nearest are those of exact search (a function, which no index serves).
+SELECT count(*) AS same_as_exact
+FROM (SELECT id FROM wide ORDER BY e <-> (SELECT e FROM wide WHERE id = 77) LIMIT 10) AS by_index
+JOIN (SELECT id FROM wide ORDER BY l2_distance(e, (SELECT e FROM wide WHERE id = 77)) LIMIT 10) AS exact
+USING (id);
 RESET enable_seqscan;
 SELECT ok FROM hannoy_verify('wide_idx');

@@ -426,6 +426,9 @@ public:
 	template <typename Filter>
 	bool next(StoreReader &reader, const Filter &accept, std::vector<Candidate> &out);
 
+	/// Nodes whose distance the graph search computed so far.
+	uint64_t visited() const { return search_ == nullptr ? 0 : search_->visited(); }
+
 private:
 	Space exact_;
 	AlignedBytes query_;
