@@ -4,10 +4,15 @@
  */
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "core/error.hpp"
 #include "core/graph/builder.hpp"
 #include "core/graph/store_graph.hpp"
 #include "core/graph/verify.hpp"
+#include "core/store/residency.hpp"
 #include "test_util.hpp"
 
 namespace hannoy
@@ -527,9 +532,9 @@ delete_rows(Fixture &f, const std::vector<uint32_t> &rows)
 TEST(Graph, ChurnKeepsRecallAndInvariants)
 {
 	/* Five rounds of: delete 10% at random, insert as many, repair. After each round every
-	 * invariant holds, and recall@10 stays >= 0.95 and within 0.01 of a fresh build of the
-	 * same rows (100 queries, so steps of 0.001; fresh builds here reach 0.996-0.999, churned
-	 * graphs 0.990-0.997). */
+	 * invariant holds, and recall@10 stays >= 0.95 and within 0.005 of a fresh build of the
+	 * same rows (100 queries; lists pruned down to the heuristic's choice at each repair lost
+	 * up to 0.01). */
 	const uint32_t dims = 64, n = 20000, rounds = 5, churn = n / 10;
 	auto data = test::clustered_vectors(n + rounds * churn + 100, dims, 40, 51, 1.5f);
 	auto slice = [&](uint32_t first, uint32_t count) {
@@ -574,7 +579,7 @@ TEST(Graph, ChurnKeepsRecallAndInvariants)
 		std::printf("churn round %u: recall@10 %.4f (fresh build %.4f), %llu lists repaired\n", round + 1,
 					churned, rebuilt, static_cast<unsigned long long>(stats.lists_rewritten));
 		EXPECT_GE(churned, 0.95);
-		EXPECT_GE(churned, rebuilt - 0.01);
+		EXPECT_GE(churned, rebuilt - 0.005);
 	}
 }
 
@@ -767,6 +772,54 @@ TEST(ParallelBuild, AFailingParticipantStopsTheOthers)
 					 },
 					 &construction),
 				 Error);
+}
+
+} // namespace
+} // namespace hannoy
+
+namespace hannoy
+{
+namespace
+{
+
+TEST(Graph, SearchesOfAFileOutOfMemoryReadAheadAndFindTheSameRows)
+{
+	/* Results of a file whose pages are cached, then of the same file reopened after its pages
+	 * were dropped from the page cache: the searches notice, read ahead, and return exactly
+	 * the same rows (read-ahead is advice, never a change of what is read). */
+	Fixture f(Metric::L2, 256);
+	auto data = test::clustered_vectors(4000, 256, 20, 61, 1.5f);
+	f.build(data);
+	auto queries = test::clustered_vectors(30, 256, 20, 62, 1.5f);
+	std::vector<std::vector<uint8_t>> stored_queries;
+	std::vector<std::vector<uint32_t>> warm;
+	for (uint32_t q = 0; q < 30; q++) {
+		stored_queries.push_back(test::stored_form(Metric::L2, &queries[static_cast<size_t>(q) * 256], 256));
+		warm.push_back(f.search(stored_queries.back().data(), 40, 10));
+	}
+	EXPECT_FALSE(f.store->cold_reads().active());
+
+	f.store.reset();
+	int fd = ::open(f.tmp.path().c_str(), O_RDONLY);
+	ASSERT_GE(fd, 0);
+	off_t size = ::lseek(fd, 0, SEEK_END);
+	::fdatasync(fd);
+	ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	void *map = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(map, MAP_FAILED);
+	bool dropped = !is_resident(static_cast<const uint8_t *>(map) + size / 2);
+	::munmap(map, static_cast<size_t>(size));
+	::close(fd);
+	if (!dropped)
+		GTEST_SKIP() << "this file system keeps the file in memory (tmpfs?)";
+
+	f.store = IndexStore::open(f.tmp.path(), IndexStore::Options());
+	for (uint32_t q = 0; q < 30; q++) {
+		EXPECT_EQ(f.search(stored_queries[q].data(), 40, 10), warm[q]) << "query " << q;
+		if (q == 0) {
+			EXPECT_TRUE(f.store->cold_reads().active()) << "the first search waited for disk reads";
+		}
+	}
 }
 
 } // namespace

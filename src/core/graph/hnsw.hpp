@@ -275,17 +275,16 @@ search_layer(Graph &graph, const void *query, const std::vector<Candidate> &entr
 /// cannot leave; a couple of links keep duplicates chained and the rest of the list diverse.
 constexpr uint32_t kMaxDuplicateNeighbors = 2;
 
-/// How much closer to a kept neighbour than to the base node a candidate must be to be
-/// pruned, as a factor on ranking distances (squared for euclidean). HNSW's rule is 1; a
-/// little slack (the relaxed rule of DiskANN's Vamana graphs) keeps a few more edges in dense
-/// regions, and on Fashion-MNIST a search then reaches a given recall after visiting about a
-/// fifth fewer nodes (1.1 and 1.2 alike; 1.44 lost again), for builds about 20% slower.
-constexpr float kPruneSlack = 1.1f;
-
 /// Heuristic neighbour selection (Algorithm 4 without extension): walks candidates closest
-/// first and keeps one unless it is clearly closer (kPruneSlack) to an already kept
-/// neighbour than to the base node. `candidates` must be sorted closest first and must not
-/// contain the base node.
+/// first and keeps one unless it is closer to an already kept neighbour than to the base
+/// node. `candidates` must be sorted closest first and must not contain the base node.
+///
+/// A relaxed rule (prune only when a kept neighbour is closer by some factor, as DiskANN's
+/// Vamana graphs do) was measured: with a factor of 1.1 on squared distances, Fashion-MNIST
+/// reached a given recall after visiting a fifth fewer nodes, but on a million 128-dimensional
+/// points in 1,000 Gaussian clusters recall at ef_search 40 fell from 0.919 to 0.875 and
+/// queries/s at equal recall halved: where distances concentrate, a relaxed rule keeps only
+/// same-cluster neighbours and drops the long links between clusters.
 template <typename Graph>
 void
 select_neighbors(Graph &graph, const std::vector<Candidate> &candidates, uint32_t max_neighbors,
@@ -303,7 +302,7 @@ select_neighbors(Graph &graph, const std::vector<Candidate> &candidates, uint32_
 			continue;
 		bool keep = true;
 		for (const Candidate &kept : out) {
-			if (graph.distance_between(c.id, kept.id) * kPruneSlack < c.dist) {
+			if (graph.distance_between(c.id, kept.id) < c.dist) {
 				keep = false;
 				break;
 			}
