@@ -21,10 +21,8 @@ srand(105);
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
 # Vectors are a function of the row id, so a client can always say which vector a row has.
+create_row_vector_function($node);
 $node->safe_psql('postgres', q{
-	CREATE FUNCTION vec(i int) RETURNS real[] IMMUTABLE LANGUAGE sql AS
-	$$ SELECT array_agg(((hashint8(i::bigint * 16 + d) % 100000)::real / 1000) ORDER BY d)
-	   FROM generate_series(0, 7) d $$;
 	CREATE TABLE t (id int PRIMARY KEY, v real[]);
 	INSERT INTO t SELECT i, vec(i) FROM generate_series(1, 500) i;
 	CREATE INDEX t_idx ON t USING hannoy (v);

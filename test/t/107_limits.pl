@@ -59,10 +59,8 @@ SKIP:
 	skip 'prlimit is not available', 6 unless $have_prlimit;
 	# Uniform vectors of 8 dimensions: an index file twice the size of the heap, and probes by a
 	# row's own vector that never miss (on clustered data an HNSW graph may miss a few).
+	create_row_vector_function($node);
 	$node->safe_psql('postgres', q{
-		CREATE FUNCTION vec(i int) RETURNS real[] IMMUTABLE LANGUAGE sql AS
-		$$ SELECT array_agg(((hashint8(i::bigint * 16 + d) % 100000)::real / 1000) ORDER BY d)
-		   FROM generate_series(0, 7) d $$;
 		CREATE TABLE f (id int PRIMARY KEY, v real[]);
 		INSERT INTO f SELECT i, vec(i) FROM generate_series(1, 20000) i;
 		CREATE INDEX f_idx ON f USING hannoy (v);

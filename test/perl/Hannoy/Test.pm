@@ -9,8 +9,8 @@ use PostgreSQL::Test::Cluster;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(hannoy_node create_gaussian_mixture recall_at_k recall_within_distance missed_rows
-  wait_until_up storage_files);
+our @EXPORT = qw(hannoy_node create_row_vector_function create_gaussian_mixture recall_at_k
+  recall_within_distance missed_rows wait_until_up storage_files);
 
 # A started node with hannoy preloaded and the extension created in database postgres.
 sub hannoy_node
@@ -26,6 +26,20 @@ sub hannoy_node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION hannoy');
 	return $node;
+}
+
+# Creates the SQL function vec(i int) real[]: 8 uniform pseudo-random values in [0, 100) that
+# depend only on i, so a client can always say which vector row i has (and probes by a row's
+# own vector do not miss, as they may on clustered data).
+sub create_row_vector_function
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', q{
+		CREATE FUNCTION vec(i int) RETURNS real[] IMMUTABLE LANGUAGE sql AS
+		$$ SELECT array_agg(((hashint8(i::bigint * 16 + d) % 100000)::real / 1000) ORDER BY d)
+		   FROM generate_series(0, 7) d $$;
+	});
+	return;
 }
 
 # Creates table $table(id int primary key, v real[]) with $rows vectors of $dims dimensions
