@@ -1,9 +1,9 @@
 #include "core/graph/prefetch.hpp"
+#include "core/store/residency.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -89,8 +89,8 @@ public:
 			 * never correctness. */
 			for (const auto &range : ranges)
 				for (uintptr_t at = range.first; at < range.second; at += kAdviceChunk)
-					madvise(reinterpret_cast<void *>(at),
-							std::min<uintptr_t>(kAdviceChunk, range.second - at), MADV_WILLNEED);
+					read_ahead(reinterpret_cast<const void *>(at),
+							   std::min<uintptr_t>(kAdviceChunk, range.second - at));
 		});
 		if (!started)
 			stats = PrefetchStats();
