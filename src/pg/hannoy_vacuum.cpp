@@ -6,7 +6,8 @@
  * applied in chunks under the writer lock, with vacuum_delay_point() between chunks, so the
  * LMDB writer is never held for the whole vacuum. Deleted items are tombstoned: never
  * returned again, still traversable until the graph is repaired around them. The cleanup
- * pass relinks live items that inserts or deletions left unreachable.
+ * pass repairs the lists that link deleted items (found through their in-links) and relinks
+ * live items the deletions left unreachable.
  */
 #include "hannoy.hpp"
 
@@ -105,24 +106,29 @@ vacuum_cleanup_impl(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 	RepairStats repair = repair_deleted(store, gate);
 	if (repair.items_purged > 0)
 		pg_call([&] {
-			ereport(info->message_level,
-					(errmsg("index \"%s\": graph repaired around %llu deleted items, %llu of %llu link lists "
-							"rewritten%s",
-							RelationGetRelationName(info->index), (unsigned long long)repair.items_purged,
-							(unsigned long long)repair.lists_rewritten, (unsigned long long)repair.lists_read,
-							repair.entry_point_replaced ? ", entry point replaced" : "")));
+			ereport(
+				info->message_level,
+				(errmsg("index \"%s\": graph repaired around %llu deleted items, %llu link lists rewritten, "
+						"%llu items relinked%s",
+						RelationGetRelationName(info->index), (unsigned long long)repair.items_purged,
+						(unsigned long long)repair.lists_rewritten,
+						(unsigned long long)repair.orphans_relinked,
+						repair.entry_point_replaced ? ", entry point replaced" : "")));
 		});
-	/* Inserts and deletions can leave live items without incoming links; relink them so that
-	 * after every VACUUM each live item can be found. */
-	uint32_t unreachable = count_unreachable(store);
-	if (unreachable > 0) {
+	/* Items that only link each other (no live item outside links them) are found by a walk
+	 * of the whole graph, run once every 1/16 of the index purged, or inserted, so that its
+	 * cost stays proportional to the changes. */
+	if (repair.walk_due) {
+		uint32_t unreachable = count_unreachable(store);
 		lock_index_writer(info->index);
 		uint32_t links = repair_reachability(store);
 		unlock_index_writer(info->index);
-		pg_call([&] {
-			ereport(info->message_level, (errmsg("index \"%s\": %u unreachable items relinked with %u links",
-												 RelationGetRelationName(info->index), unreachable, links)));
-		});
+		if (unreachable > 0)
+			pg_call([&] {
+				ereport(info->message_level,
+						(errmsg("index \"%s\": %u unreachable items relinked with %u links",
+								RelationGetRelationName(info->index), unreachable, links)));
+			});
 	}
 	IndexMeta meta;
 	{

@@ -58,7 +58,7 @@ TEST(Codec, MetaGoldenBytes)
 {
 	std::string bytes = encode_meta(sample_meta());
 	ASSERT_EQ(bytes.size(), kMetaBytes);
-	EXPECT_EQ(hex(bytes), "484e4e5901000000"                 /* magic, version 1, flags 0 */
+	EXPECT_EQ(hex(bytes), "484e4e5902000000"                 /* magic, version 2, flags 0 */
 						  "0102030405060708090a0b0c0d0e0f10" /* uuid */
 						  "0807060504030201"                 /* system identifier */
 						  "0040000006400000050000007f060000" /* index oid, relfilenode, db, tablespace */

@@ -4,6 +4,8 @@
  */
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -155,6 +157,26 @@ struct Fixture {
 		EXPECT_EQ(report.tids, rows);
 	}
 };
+
+/* Live items other than the entry point that no live item links to on layer 0. */
+uint32_t
+items_without_in_links(IndexStore &store)
+{
+	lmdb::Txn txn(store.env(), true);
+	StoreReader reader(store, txn);
+	IndexMeta meta = reader.meta();
+	Bitmap dead = reader.tombstones();
+	uint32_t orphans = 0;
+	std::vector<uint32_t> in;
+	for (uint32_t id = 0; id < meta.next_item; id++) {
+		if (id == meta.entry_point || !reader.has_item(id))
+			continue;
+		in.clear();
+		reader.in_links(id, 0, in);
+		orphans += std::all_of(in.begin(), in.end(), [&](uint32_t s) { return dead.contains(s); }) ? 1 : 0;
+	}
+	return orphans;
+}
 
 TEST(Graph, BulkBuildRecallL2)
 {
@@ -396,6 +418,8 @@ TEST(Graph, InsertsRelinkUnreachableItemsPeriodically)
 		ASSERT_EQ(inserter.insert(items, 32), end - first);
 		uint32_t unreachable = count_unreachable(*f.store);
 		max_unreachable = std::max(max_unreachable, unreachable);
+		/* Items a pruned list left without incoming links are linked again by the same batch. */
+		ASSERT_EQ(items_without_in_links(*f.store), 0u) << "after the batch from row " << first;
 		if (inserter.checked_reachability()) {
 			checks++;
 			relinked += inserter.relinked();
@@ -529,6 +553,48 @@ delete_rows(Fixture &f, const std::vector<uint32_t> &rows)
 	delete_tids(*f.store, tids);
 }
 
+TEST(Graph, RepairWorkFollowsTheDeletionsNotTheIndex)
+{
+	/* Twenty rows deleted from 20,000: the repair reads the deleted items' in-links and rewrites
+	 * exactly the lists that linked them, nothing else, and leaves a sound graph. */
+	Fixture f(Metric::L2, 16);
+	f.build(test::clustered_vectors(20000, 16, 30, 61, 1.5f));
+	std::vector<uint32_t> gone;
+	for (uint32_t r = 5; r < 20000; r += 997)
+		gone.push_back(r);
+	Bitmap dead;
+	for (uint32_t r : gone)
+		dead.add(r);
+	std::set<std::pair<uint32_t, uint8_t>> linking;
+	uint64_t records = 0;
+	{
+		lmdb::Txn txn(f.store->env(), true);
+		StoreReader reader(*f.store, txn);
+		for (uint32_t r : gone) {
+			ItemRecord item;
+			ASSERT_TRUE(reader.item(r, &item));
+			records += item.level + 2u; /* its layers, and the first one above them */
+			for (uint8_t layer = 0; layer <= item.level; layer++) {
+				std::vector<uint32_t> in;
+				reader.in_links(r, layer, in);
+				EXPECT_FALSE(in.empty());
+				for (uint32_t source : in)
+					if (!dead.contains(source))
+						linking.emplace(source, layer);
+			}
+		}
+	}
+	delete_rows(f, gone);
+	WriteGate gate;
+	RepairStats stats = repair_deleted(*f.store, gate);
+	EXPECT_EQ(stats.items_purged, gone.size());
+	EXPECT_EQ(stats.lists_read, records);
+	EXPECT_EQ(stats.lists_rewritten, linking.size());
+	EXPECT_FALSE(stats.walk_due) << "20 of 20,000 purged: no full walk is due yet";
+	EXPECT_EQ(items_without_in_links(*f.store), 0u);
+	f.expect_sound();
+}
+
 TEST(Graph, ChurnKeepsRecallAndInvariants)
 {
 	/* Five rounds of: delete 10% at random, insert as many, repair. After each round every
@@ -559,6 +625,9 @@ TEST(Graph, ChurnKeepsRecallAndInvariants)
 		for (uint32_t r = first; r < first + churn; r++)
 			live.push_back(r);
 		RepairStats stats = repair_deleted(*f.store, gate);
+		/* As VACUUM does: 10% purged is more than the 1/16 that makes a full walk due. */
+		EXPECT_TRUE(stats.walk_due);
+		EXPECT_EQ(items_without_in_links(*f.store), 0u) << "round " << round;
 		repair_reachability(*f.store);
 		EXPECT_EQ(stats.items_purged, churn);
 		VerifyReport report = verify_store(*f.store, true);

@@ -227,5 +227,84 @@ TEST(Store, Tombstones)
 	EXPECT_TRUE(r.tombstones().empty());
 }
 
+TEST(Store, InLinksAreTheReverseOfTheLists)
+{
+	test::TempPath tmp;
+	auto store = IndexStore::create(tmp.path(), meta_for(Metric::L2, 2), IndexStore::Options());
+	auto in = [&](uint32_t id, uint8_t layer) {
+		lmdb::Txn txn(store->env(), true);
+		std::vector<uint32_t> out;
+		StoreReader(*store, txn).in_links(id, layer, out);
+		return out;
+	};
+	using Ids = std::vector<uint32_t>;
+	lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
+		StoreWriter w(*store, txn);
+		uint32_t a[] = {7, 2, 5};
+		w.put_links(1, 0, a, 3);
+		uint32_t b[] = {5};
+		w.put_links(3, 0, b, 1);
+		w.put_links(3, 1, b, 1);
+		/* The writer sees its own transaction's changes before they are written. */
+		Ids seen;
+		w.in_links(5, 0, seen);
+		EXPECT_EQ(seen, (Ids{1, 3}));
+		/* A list that drops an item and takes it back within the transaction. */
+		uint32_t c[] = {2};
+		w.put_links(1, 0, c, 1);
+		w.put_links(1, 0, a, 3);
+	});
+	EXPECT_EQ(in(5, 0), (Ids{1, 3}));
+	EXPECT_EQ(in(5, 1), (Ids{3}));
+	EXPECT_EQ(in(2, 0), (Ids{1}));
+	EXPECT_EQ(in(7, 0), (Ids{1}));
+	EXPECT_EQ(in(1, 0), Ids{});
+
+	/* Replacing a list moves its in-links; deleting it removes them and their empty records. */
+	lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
+		StoreWriter w(*store, txn);
+		uint32_t a[] = {2, 9};
+		w.put_links(1, 0, a, 2);
+		EXPECT_TRUE(w.delete_links_if_present(3, 1));
+		EXPECT_FALSE(w.delete_links_if_present(3, 2));
+	});
+	EXPECT_EQ(in(5, 0), (Ids{3}));
+	EXPECT_EQ(in(7, 0), Ids{});
+	EXPECT_EQ(in(9, 0), (Ids{1}));
+	EXPECT_EQ(in(5, 1), Ids{});
+	{
+		lmdb::Txn txn(store->env(), true);
+		MDB_val value;
+		auto key = link_key(5, 1);
+		EXPECT_FALSE(txn.get(store->inlinks_dbi(), key.data(), key.size(), &value));
+	}
+
+	/* An aborted transaction changes neither. */
+	{
+		lmdb::Txn txn(store->env(), false);
+		StoreWriter w(*store, txn);
+		uint32_t a[] = {4};
+		w.put_links(1, 0, a, 1);
+	}
+	EXPECT_EQ(in(9, 0), (Ids{1}));
+	EXPECT_EQ(in(4, 0), Ids{});
+}
+
+TEST(Store, PurgeCounter)
+{
+	test::TempPath tmp;
+	auto store = IndexStore::create(tmp.path(), meta_for(Metric::L2, 2), IndexStore::Options());
+	auto read = [&] {
+		lmdb::Txn txn(store->env(), true);
+		return StoreReader(*store, txn).purged_since_walk();
+	};
+	EXPECT_EQ(read(), 0u);
+	lmdb::run_write(store->env(),
+					[&](lmdb::Txn &txn) { StoreWriter(*store, txn).put_purged_since_walk(300000000000ull); });
+	EXPECT_EQ(read(), 300000000000ull);
+	lmdb::run_write(store->env(), [&](lmdb::Txn &txn) { StoreWriter(*store, txn).put_purged_since_walk(0); });
+	EXPECT_EQ(read(), 0u);
+}
+
 } // namespace
 } // namespace hannoy

@@ -430,6 +430,7 @@ BuildGraph::write_links(IndexStore &store, uint32_t chunk,
 	std::vector<uint32_t> items(order_, order_ + header_->order_size);
 	std::sort(items.begin(), items.end());
 	std::vector<uint32_t> ids;
+	uint64_t edges = 0;
 	for (size_t start = 0; start < items.size(); start += chunk) {
 		size_t end = std::min(items.size(), start + chunk);
 		lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
@@ -439,12 +440,58 @@ BuildGraph::write_links(IndexStore &store, uint32_t chunk,
 				for (uint8_t layer = 0; layer <= levels_[id]; layer++) {
 					ids.clear();
 					neighbors(id, layer, ids);
-					writer.put_links(id, layer, ids.data(), ids.size(), MDB_APPEND);
+					std::sort(ids.begin(), ids.end());
+					writer.append_links(id, layer, ids.data(), ids.size());
 				}
 			}
 		});
 		if (between_chunks)
 			between_chunks(static_cast<uint32_t>(end));
+	}
+	for (uint32_t id : items)
+		for (uint8_t layer = 0; layer <= levels_[id]; layer++)
+			edges += *list(id, layer).count;
+
+	/* The in-links, the reverse of those lists, for one range of target ids at a time so the
+	 * reversal holds at most kEdgesPerPass edges (16 bytes each) whatever the graph's size. */
+	constexpr uint64_t kEdgesPerPass = uint64_t(1) << 22;
+	const uint64_t passes = std::max<uint64_t>(1, (edges + kEdgesPerPass - 1) / kEdgesPerPass);
+	const uint64_t span = (static_cast<uint64_t>(size()) + passes - 1) / passes;
+	std::vector<std::pair<uint64_t, uint32_t>> reversed; /* (target << 8 | layer, source) */
+	for (uint64_t lo = 0; lo < size(); lo += span) {
+		const uint64_t hi = std::min<uint64_t>(size(), lo + span);
+		reversed.clear();
+		for (uint32_t source : items) {
+			for (uint8_t layer = 0; layer <= levels_[source]; layer++) {
+				ids.clear();
+				neighbors(source, layer, ids);
+				for (uint32_t target : ids)
+					if (target >= lo && target < hi)
+						reversed.emplace_back((static_cast<uint64_t>(target) << 8) | layer, source);
+			}
+		}
+		std::sort(reversed.begin(), reversed.end());
+		std::vector<uint32_t> sources;
+		for (size_t start = 0; start < reversed.size();) {
+			/* Whole records per transaction, about `chunk` of them. */
+			size_t end = start;
+			lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
+				StoreWriter writer(store, txn);
+				size_t at = start;
+				for (uint32_t records = 0; at < reversed.size() && records < chunk; records++) {
+					uint64_t key = reversed[at].first;
+					sources.clear();
+					for (; at < reversed.size() && reversed[at].first == key; at++)
+						sources.push_back(reversed[at].second);
+					writer.append_in_links(static_cast<uint32_t>(key >> 8), static_cast<uint8_t>(key & 0xff),
+										   sources.data(), sources.size());
+				}
+				end = at;
+			});
+			start = end;
+			if (between_chunks)
+				between_chunks(static_cast<uint32_t>(items.size()));
+		}
 	}
 }
 

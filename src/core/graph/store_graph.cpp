@@ -200,6 +200,7 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 		added = 0;
 		checked_reachability_ = false;
 		relinked_ = 0;
+		dropped_.clear();
 		const uint32_t first_new = meta.next_item;
 
 		/* First decide what each row becomes: a row whose vector is already indexed (or appears
@@ -285,15 +286,19 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 			meta.live_items++;
 		}
 
-		/* Pruning a full list can take away an item's last incoming link. VACUUM relinks such
-		 * items, but without VACUUM they would pile up, never found; so the batch whose new ids
-		 * cross a multiple of the check interval (about 1/16 of the index) relinks them. */
+		/* Pruning a full list can take away an item's last incoming link: the in-links tell,
+		 * and such items are linked again before the batch commits. */
+		relinked_ = link_orphans(writer, meta, tombstones, dropped_);
+		/* Items can also end up in a cycle that nothing outside links to, which only a walk of
+		 * the whole graph finds: the batch whose new ids cross a multiple of the check interval
+		 * (about 1/16 of the index) walks it, so the walks cost a few list reads per insert. */
 		uint32_t interval = reachability_check_interval(meta.live_items);
 		if (meta.next_item != first_new && first_new / interval != meta.next_item / interval &&
 			meta.entry_point != kNoItem) {
 			RepairGraph graph(writer, &writer, traversal_);
-			relinked_ = connect_unreachable(graph, live_items(writer), meta.entry_point, meta.max_level,
-											2u * meta.params.m, meta.params.ef_construction, meta.next_item);
+			relinked_ += connect_unreachable(graph, live_items(writer), meta.entry_point, meta.max_level,
+											 2u * meta.params.m, meta.params.ef_construction, meta.next_item);
+			writer.put_purged_since_walk(0);
 			checked_reachability_ = true;
 		}
 		meta.seq++;
@@ -387,6 +392,10 @@ Inserter::add_reverse_link(StoreWriter &writer, StoreGraph &graph, const Bitmap 
 		ids_.push_back(c.id);
 		kept = kept || c.id == id;
 	}
+	if (layer == 0)
+		for (const Candidate &c : prune_)
+			if (std::find(ids_.begin(), ids_.end(), c.id) == ids_.end())
+				dropped_.push_back(c.id);
 	writer.put_links(target, layer, ids_.data(), ids_.size());
 	return kept;
 }
@@ -407,6 +416,7 @@ Inserter::force_reverse_link(StoreWriter &writer, StoreGraph &graph, uint32_t ta
 			farthest = i;
 		}
 	}
+	dropped_.push_back(ids_[farthest]);
 	ids_[farthest] = id;
 	writer.put_links(target, 0, ids_.data(), ids_.size());
 }
@@ -436,6 +446,7 @@ repair_reachability(IndexStore &store)
 		RepairGraph graph(writer, &writer, Traversal::for_construction(meta));
 		added = connect_unreachable(graph, live_items(writer), meta.entry_point, meta.max_level,
 									2u * meta.params.m, meta.params.ef_construction, meta.next_item);
+		writer.put_purged_since_walk(0);
 		if (added > 0) {
 			meta.seq++;
 			writer.put_meta(meta);
@@ -447,9 +458,9 @@ repair_reachability(IndexStore &store)
 namespace
 {
 
-constexpr size_t kListsPerReadChunk = 20000;
-constexpr size_t kListsPerWriteChunk = 256;
-constexpr size_t kItemsPerPurgeChunk = 2000;
+/* Dead items repaired and purged per write transaction: each brings about one rewritten list
+ * per incoming link (some twenty on layer 0), so the writer is held for short steps. */
+constexpr size_t kDeadPerChunk = 128;
 
 /* The live item with the highest level, or kNoItem. */
 uint32_t
@@ -469,7 +480,142 @@ highest_live_item(StoreReader &reader, uint8_t *level)
 	return best;
 }
 
+/* Rebuilds the list of (id, layer) without its dead neighbours. The live neighbours all stay:
+ * dropping one would take an incoming link from an item that did nothing wrong. The dead
+ * ones' places go to their own live neighbours: first those the pruning heuristic keeps next
+ * to the list (diverse directions, as the deleted item provided), then the closest, up to the
+ * list's former length. Returns false when the list had no dead neighbour. */
+bool
+rewrite_without_dead(StoreWriter &writer, StoreGraph &graph, const IndexMeta &meta, const Bitmap &dead,
+					 uint32_t id, uint8_t layer)
+{
+	std::vector<uint32_t> list, theirs, kept, extra;
+	std::vector<Candidate> candidates;
+	if (!writer.links(id, layer, list))
+		return false;
+	for (uint32_t n : list) {
+		if (!dead.contains(n)) {
+			kept.push_back(n);
+			continue;
+		}
+		theirs.clear();
+		writer.links(n, layer, theirs);
+		for (uint32_t m : theirs)
+			if (m != id && !dead.contains(m))
+				extra.push_back(m);
+	}
+	if (kept.size() == list.size())
+		return false;
+	std::vector<uint32_t> merged = kept;
+	std::sort(kept.begin(), kept.end());
+	std::sort(extra.begin(), extra.end());
+	extra.erase(std::unique(extra.begin(), extra.end()), extra.end());
+	extra.erase(std::remove_if(extra.begin(), extra.end(),
+							   [&](uint32_t n) { return std::binary_search(kept.begin(), kept.end(), n); }),
+				extra.end());
+	uint32_t cap = layer == 0 ? 2u * meta.params.m : meta.params.m;
+	size_t target = std::min<size_t>(cap, list.size());
+	size_t slots = target > merged.size() ? target - merged.size() : 0;
+	if (extra.size() <= slots) {
+		merged.insert(merged.end(), extra.begin(), extra.end());
+	} else if (slots > 0) {
+		for (uint32_t n : extra)
+			candidates.push_back(Candidate{graph.distance_between(id, n), n});
+		std::sort(candidates.begin(), candidates.end(), closer);
+		std::vector<bool> taken(candidates.size(), false);
+		size_t added = 0;
+		for (size_t c = 0; c < candidates.size() && added < slots; c++) {
+			bool keep = true;
+			for (size_t k = 0; k < merged.size() && keep; k++)
+				keep = graph.distance_between(candidates[c].id, merged[k]) >= candidates[c].dist;
+			if (keep) {
+				merged.push_back(candidates[c].id);
+				taken[c] = true;
+				added++;
+			}
+		}
+		for (size_t c = 0; c < candidates.size() && added < slots; c++) {
+			if (!taken[c]) {
+				merged.push_back(candidates[c].id);
+				added++;
+			}
+		}
+	}
+	writer.put_links(id, layer, merged.data(), merged.size());
+	return true;
+}
+
 } // namespace
+
+uint32_t
+link_orphans(StoreWriter &writer, const IndexMeta &meta, const Bitmap &dead, std::vector<uint32_t> candidates)
+{
+	/* A deleted entry point still leads the way: deleted items stay traversable until purged. */
+	if (meta.entry_point == kNoItem)
+		return 0;
+	std::sort(candidates.begin(), candidates.end());
+	candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+	StoreGraph graph(writer, Traversal::for_construction(meta));
+	const uint32_t cap = 2u * meta.params.m;
+	auto live_in_degree = [&](uint32_t id) {
+		std::vector<uint32_t> in;
+		writer.in_links(id, 0, in);
+		uint32_t live = 0;
+		for (uint32_t source : in)
+			live += dead.contains(source) ? 0 : 1;
+		return live;
+	};
+	SearchScratch scratch;
+	std::vector<Candidate> entry_points, found;
+	std::vector<uint32_t> list;
+	uint32_t linked = 0;
+	for (uint32_t id : candidates) {
+		if (id == meta.entry_point || dead.contains(id) || !writer.has_item(id) || live_in_degree(id) > 0)
+			continue;
+		const uint8_t *query = graph.vector(id);
+		float d;
+		if (query == nullptr || !graph.distance_to(query, meta.entry_point, &d))
+			continue;
+		/* Every node this search meets is reachable from the entry point, so linking the orphan
+		 * from one of them makes it reachable too. */
+		entry_points.assign(1, Candidate{d, meta.entry_point});
+		descend(graph, query, entry_points, meta.max_level, 0, 1, scratch, meta.next_item, found);
+		/* A deleted node may have lost its lists already: start from live ones, and the entry. */
+		entry_points.erase(std::remove_if(entry_points.begin(), entry_points.end(),
+										  [&](const Candidate &c) { return dead.contains(c.id); }),
+						   entry_points.end());
+		entry_points.push_back(Candidate{d, meta.entry_point});
+		auto accept = [&](uint32_t n) { return n != id && !dead.contains(n); };
+		search_layer(graph, query, entry_points, meta.params.ef_construction, 0, accept, scratch,
+					 meta.next_item, found);
+		for (const Candidate &c : found) {
+			list.clear();
+			if (!writer.links(c.id, 0, list))
+				continue;
+			if (list.size() < cap) {
+				list.push_back(id);
+			} else {
+				/* In place of the neighbour most others link to (never the only link of one). */
+				size_t victim = list.size();
+				uint32_t victim_in = 1;
+				for (size_t i = 0; i < list.size(); i++) {
+					uint32_t in = dead.contains(list[i]) ? 0 : live_in_degree(list[i]);
+					if (in > victim_in) {
+						victim = i;
+						victim_in = in;
+					}
+				}
+				if (victim == list.size())
+					continue;
+				list[victim] = id;
+			}
+			writer.put_links(c.id, 0, list.data(), list.size());
+			linked++;
+			break;
+		}
+	}
+	return linked;
+}
 
 RepairStats
 repair_deleted(IndexStore &store, WriteGate &gate)
@@ -505,131 +651,68 @@ repair_deleted(IndexStore &store, WriteGate &gate)
 		gate.between_steps();
 	}
 
-	/* 2. Every live list that links a deleted item (read-only pass, in chunks). */
-	std::vector<std::pair<uint32_t, uint8_t>> affected;
-	std::vector<uint32_t> ids;
-	std::array<uint8_t, 5> from = link_key(0, 0);
-	for (bool more = true; more;) {
-		more = false;
-		lmdb::Txn txn(store.env(), true);
-		lmdb::Cursor cursor(txn, store.links_dbi());
-		MDB_val k, v;
-		size_t read = 0;
-		for (bool ok = cursor.seek(from.data(), from.size(), &k, &v); ok; ok = cursor.next(&k, &v)) {
-			uint32_t id;
-			uint8_t layer;
-			decode_link_key(k.mv_data, k.mv_size, &id, &layer);
-			if (read == kListsPerReadChunk) {
-				from = link_key(id, layer);
-				more = true;
-				break;
-			}
-			read++;
-			if (dead.contains(id))
-				continue;
-			ids.clear();
-			decode_portable_ids(v.mv_data, v.mv_size, ids, "links");
-			for (uint32_t n : ids) {
-				if (dead.contains(n)) {
-					affected.emplace_back(id, layer);
-					break;
-				}
-			}
-		}
-		stats.lists_read += read;
-		txn.abort();
-		gate.between_steps();
-	}
-
-	/* 3. Rebuild each affected list from its live neighbours and those of its dead ones. */
-	for (size_t start = 0; start < affected.size(); start += kListsPerWriteChunk) {
-		size_t end = std::min(affected.size(), start + kListsPerWriteChunk);
+	/* 2. The live lists that link deleted items, found through the deleted items' in-links,
+	 * are rewritten without them, a chunk of deleted items at a time. Nothing else is read.
+	 * The deleted items keep their own lists meanwhile: searches running between two chunks
+	 * may still pass through them. */
+	std::vector<uint32_t> purge = dead.to_vector();
+	for (size_t start = 0; start < purge.size(); start += kDeadPerChunk) {
+		size_t end = std::min(purge.size(), start + kDeadPerChunk);
+		RepairStats step;
 		gate.before_write();
 		lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
+			step = RepairStats();
 			StoreWriter writer(store, txn);
 			IndexMeta current = writer.meta();
 			StoreGraph graph(writer, Traversal::for_construction(current));
-			std::vector<uint32_t> list, theirs;
-			std::vector<Candidate> candidates, selected;
+			std::vector<std::pair<uint32_t, uint8_t>> affected;
+			std::vector<uint32_t> sources, list;
 			for (size_t i = start; i < end; i++) {
-				auto [id, layer] = affected[i];
-				list.clear();
-				if (!writer.links(id, layer, list))
-					continue;
-				/* The live neighbours all stay: dropping one would take an incoming link from an
-				 * item that did nothing wrong, and items that lose their incoming links become hard
-				 * to find. The deleted ones' places go to their own live neighbours: first those
-				 * the pruning heuristic keeps next to the list (diverse directions, as the deleted
-				 * item provided), then the closest, up to the list's former length. */
-				std::vector<uint32_t> kept, extra;
-				for (uint32_t n : list) {
-					if (!dead.contains(n)) {
-						kept.push_back(n);
-						continue;
-					}
-					theirs.clear();
-					writer.links(n, layer, theirs);
-					for (uint32_t m : theirs)
-						if (m != id && !dead.contains(m))
-							extra.push_back(m);
+				for (uint8_t layer = 0; layer <= kMaxLevel; layer++) {
+					sources.clear();
+					writer.in_links(purge[i], layer, sources);
+					step.lists_read++;
+					for (uint32_t source : sources)
+						if (!dead.contains(source))
+							affected.emplace_back(source, layer);
+					list.clear();
+					if (sources.empty() && !writer.links(purge[i], layer, list))
+						break;
 				}
-				if (kept.size() == list.size())
-					continue;
-				std::vector<uint32_t> merged = kept;
-				std::sort(kept.begin(), kept.end());
-				std::sort(extra.begin(), extra.end());
-				extra.erase(std::unique(extra.begin(), extra.end()), extra.end());
-				extra.erase(std::remove_if(
-								extra.begin(), extra.end(),
-								[&](uint32_t n) { return std::binary_search(kept.begin(), kept.end(), n); }),
-							extra.end());
-				uint32_t cap = layer == 0 ? 2u * current.params.m : current.params.m;
-				size_t target = std::min<size_t>(cap, list.size());
-				size_t slots = target > merged.size() ? target - merged.size() : 0;
-				if (extra.size() <= slots) {
-					merged.insert(merged.end(), extra.begin(), extra.end());
-				} else if (slots > 0) {
-					candidates.clear();
-					for (uint32_t n : extra)
-						candidates.push_back(Candidate{graph.distance_between(id, n), n});
-					std::sort(candidates.begin(), candidates.end(), closer);
-					std::vector<bool> taken(candidates.size(), false);
-					size_t added = 0;
-					for (size_t c = 0; c < candidates.size() && added < slots; c++) {
-						bool keep = true;
-						for (size_t k = 0; k < merged.size() && keep; k++)
-							keep = graph.distance_between(candidates[c].id, merged[k]) >= candidates[c].dist;
-						if (keep) {
-							merged.push_back(candidates[c].id);
-							taken[c] = true;
-							added++;
-						}
-					}
-					for (size_t c = 0; c < candidates.size() && added < slots; c++) {
-						if (!taken[c]) {
-							merged.push_back(candidates[c].id);
-							added++;
-						}
-					}
-				}
-				writer.put_links(id, layer, merged.data(), merged.size());
-				stats.lists_rewritten++;
+			}
+			std::sort(affected.begin(), affected.end());
+			affected.erase(std::unique(affected.begin(), affected.end()), affected.end());
+			for (const auto &[id, layer] : affected)
+				if (rewrite_without_dead(writer, graph, current, dead, id, layer))
+					step.lists_rewritten++;
+			if (step.lists_rewritten > 0) {
+				current.seq++;
+				writer.put_meta(current);
 			}
 		});
 		gate.after_write();
+		stats.lists_read += step.lists_read;
+		stats.lists_rewritten += step.lists_rewritten;
 		gate.between_steps();
 	}
 
-	/* 4. Nothing links the deleted items any more: remove their lists and tombstones. */
-	std::vector<uint32_t> purge = dead.to_vector();
-	for (size_t start = 0; start < purge.size(); start += kItemsPerPurgeChunk) {
-		size_t end = std::min(purge.size(), start + kItemsPerPurgeChunk);
+	/* 3. No live list links a deleted item any more: their lists and tombstones go, and a live
+	 * item whose last incoming link came from one of them is linked again. */
+	for (size_t start = 0; start < purge.size(); start += kDeadPerChunk) {
+		size_t end = std::min(purge.size(), start + kDeadPerChunk);
+		uint32_t relinked = 0;
 		gate.before_write();
 		lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
 			StoreWriter writer(store, txn);
 			IndexMeta current = writer.meta();
 			Bitmap tombstones = writer.tombstones();
+			std::vector<uint32_t> list, orphan_candidates;
 			for (size_t i = start; i < end; i++) {
+				list.clear();
+				writer.links(purge[i], 0, list);
+				for (uint32_t n : list)
+					if (!dead.contains(n))
+						orphan_candidates.push_back(n);
 				for (uint8_t layer = 0; layer <= kMaxLevel; layer++)
 					if (!writer.delete_links_if_present(purge[i], layer))
 						break;
@@ -639,11 +722,16 @@ repair_deleted(IndexStore &store, WriteGate &gate)
 				}
 			}
 			writer.put_tombstones(tombstones);
+			relinked = link_orphans(writer, current, dead, orphan_candidates);
+			uint64_t purged = writer.purged_since_walk() + (end - start);
+			writer.put_purged_since_walk(purged);
+			stats.walk_due = purged * kReachabilityCheckShare >= current.live_items;
 			current.seq++;
 			writer.put_meta(current);
 		});
 		gate.after_write();
 		stats.items_purged += end - start;
+		stats.orphans_relinked += relinked;
 		gate.between_steps();
 	}
 	return stats;

@@ -189,6 +189,9 @@ private:
 	SearchScratch scratch_;
 	std::vector<Candidate> entry_points_, found_, selected_, prune_;
 	std::vector<uint32_t> ids_;
+	/// Items a pruned list dropped in this batch: the batch relinks those left without any
+	/// incoming link.
+	std::vector<uint32_t> dropped_;
 	bool checked_reachability_ = false;
 	uint32_t relinked_ = 0;
 };
@@ -196,7 +199,8 @@ private:
 /// Live items that cannot be reached from the entry point (read transaction only).
 uint32_t count_unreachable(IndexStore &store);
 /// Links every live item that cannot be reached from the entry point (see
-/// connect_unreachable in hnsw.hpp), in one write transaction. Returns the links added.
+/// connect_unreachable in hnsw.hpp), in one write transaction, and restarts the count of
+/// items purged since the last walk. Returns the links added.
 uint32_t repair_reachability(IndexStore &store);
 
 /// Hooks a long maintenance task calls around each of its write transactions, so the caller
@@ -215,21 +219,33 @@ public:
 
 /// What the repair of a graph around deleted items did.
 struct RepairStats {
-	uint64_t lists_read = 0;      ///< link lists scanned for links to deleted items
-	uint64_t lists_rewritten = 0; ///< lists that pointed at deleted items, rebuilt
-	uint64_t items_purged = 0;    ///< deleted items whose links were removed for good
+	uint64_t lists_read = 0;       ///< in-link records of deleted items read
+	uint64_t lists_rewritten = 0;  ///< lists that pointed at deleted items, rebuilt
+	uint64_t items_purged = 0;     ///< deleted items whose links were removed for good
+	uint64_t orphans_relinked = 0; ///< live items left without incoming links, linked again
 	bool entry_point_replaced = false;
+	/// Items purged since the last full reachability walk reached 1/kReachabilityCheckShare
+	/// of the live items: the caller should walk (repair_reachability).
+	bool walk_due = false;
 };
 
 /// Repairs the graph around tombstoned items and then purges them (FreshDiskANN's delete
-/// consolidation, on HNSW layers). The entry point is replaced first if it was deleted. Every
-/// list that links a deleted item keeps all its live neighbours, and the deleted ones' places
-/// go to their own live neighbours (those the pruning heuristic keeps first, then the closest)
-/// up to the list's former length. Finding those lists
-/// reads every list once (sequentially, without computing a distance); the distances and
-/// writes are proportional to what was deleted. Work is done in chunks, each in its own write
-/// transaction wrapped by `gate`.
+/// consolidation, on HNSW layers). The entry point is replaced first if it was deleted. The
+/// lists that link a deleted item are found through its in-links, so the work is proportional
+/// to what was deleted: every such list keeps all its live neighbours, and the deleted ones'
+/// places go to their own live neighbours (those the pruning heuristic keeps first, then the
+/// closest) up to the list's former length. A live item whose last incoming link came from a
+/// deleted one is linked again at once. Cycles of items that only link each other are left to
+/// the full walk, due every 1/kReachabilityCheckShare of the index purged. Work is done in
+/// chunks, each in its own write transaction wrapped by `gate`.
 RepairStats repair_deleted(IndexStore &store, WriteGate &gate);
+
+/// Links each live item of `candidates` that has no incoming layer-0 link from a live item
+/// (`dead`: items not to count or link from) from its nearest node reachable from the entry
+/// point: appended when that node's list has room, else in place of the neighbour with the
+/// most incoming links. Returns the items linked.
+uint32_t link_orphans(StoreWriter &writer, const IndexMeta &meta, const Bitmap &dead,
+					  std::vector<uint32_t> candidates);
 
 /// Removes heap TIDs from the index in one write transaction. An item left without TIDs is
 /// deleted and tombstoned: scans stop returning it at once, while its links stay usable for

@@ -178,6 +178,40 @@ verify_store(IndexStore &store, bool check_reachability)
 			r.problem("item %u lacks links on some of its layers 0..%u", entry.first, entry.second);
 	}
 
+	/* In-links: exactly the reverse of the lists. Every entry must be an edge, and there must
+	 * be as many entries as edges (a bitmap holds no duplicates). */
+	{
+		uint64_t entries = 0;
+		std::vector<uint32_t> sources, list;
+		lmdb::Cursor cursor(txn, store.inlinks_dbi());
+		MDB_val k, v;
+		for (bool ok = cursor.seek(nullptr, 0, &k, &v); ok; ok = cursor.next(&k, &v)) {
+			uint32_t id;
+			uint8_t layer;
+			decode_link_key(k.mv_data, k.mv_size, &id, &layer);
+			sources.clear();
+			try {
+				decode_portable_ids(v.mv_data, v.mv_size, sources, "in-links");
+			} catch (const Error &e) {
+				r.problem("in-links of item %u layer %u: %s", id, layer, e.what());
+				continue;
+			}
+			if (sources.empty())
+				r.problem("in-links of item %u layer %u are an empty record", id, layer);
+			entries += sources.size();
+			for (uint32_t source : sources) {
+				list.clear();
+				reader.links(source, layer, list);
+				if (std::find(list.begin(), list.end(), id) == list.end())
+					r.problem("in-links say item %u links item %u on layer %u, its list does not", source, id,
+							  layer);
+			}
+		}
+		if (entries != report.links)
+			r.problem("in-links hold %llu entries for %llu links", static_cast<unsigned long long>(entries),
+					  static_cast<unsigned long long>(report.links));
+	}
+
 	/* Entry point. */
 	if (report.items > 0 && meta.entry_point == kNoItem)
 		r.problem("index has items but no entry point");

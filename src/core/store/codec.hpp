@@ -13,6 +13,9 @@
  *   items    item id (u32 BE) -> ItemRecord (level, flags, heap TIDs)
  *   tids     heap TID (u32 BE block, u16 BE offset) -> item id (u32 LE)
  *   links    item id (u32 BE), layer (u8) -> portable roaring bitmap of neighbour ids
+ *   inlinks  item id (u32 BE), layer (u8) -> portable roaring bitmap of the ids whose list on
+ *            that layer holds the item: exactly the reverse of `links` (absent when empty), so
+ *            the lists pointing at a deleted item are found without reading every list
  *   vectors  block number (u32 BE) -> vectors_per_block stored vectors, back to back
  *   codes    block number (u32 BE) -> codes_per_block binary codes (binary quantization only)
  *   hashes   hash of a stored vector (u64 BE), item id (u32 BE) -> empty: finds an item with an
@@ -32,13 +35,17 @@ namespace hannoy
 {
 
 /// Version of the file layout described here. Readers refuse other versions.
-constexpr uint16_t kFormatVersion = 1;
+constexpr uint16_t kFormatVersion = 2;
 /// First four bytes of the meta record: "HNNY".
 constexpr uint32_t kMetaMagic = 0x594e4e48;
 /// Item id meaning "none" (no entry point).
 constexpr uint32_t kNoItem = 0xffffffffu;
 /// Highest layer an item may be assigned.
 constexpr uint8_t kMaxLevel = 32;
+
+/// Key of the meta database's record counting items purged since the last walk that made
+/// every live item reachable (u64 LE; absent: none).
+constexpr char kPurgedSinceWalkKey[] = "purged_since_walk";
 
 /// Flags of IndexMeta.
 enum MetaFlags : uint16_t {

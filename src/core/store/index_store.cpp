@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <unordered_map>
 
 #include "../pure_cpp.hpp"
 
@@ -19,7 +20,7 @@ namespace hannoy
 namespace
 {
 
-constexpr unsigned kMaxDatabases = 8;
+constexpr unsigned kMaxDatabases = 9;
 constexpr char kMetaKey[] = "meta";
 constexpr char kTombstonesKey[] = "tombstones";
 constexpr char kCentroidKey[] = "centroid";
@@ -49,8 +50,9 @@ IndexStore::open_databases(bool create)
 	struct {
 		const char *name;
 		MDB_dbi *dbi;
-	} databases[] = {{"meta", &meta_},       {"items", &items_}, {"tids", &tids_},    {"links", &links_},
-					 {"vectors", &vectors_}, {"codes", &codes_}, {"hashes", &hashes_}};
+	} databases[] = {{"meta", &meta_},     {"items", &items_},     {"tids", &tids_},
+					 {"links", &links_},   {"vectors", &vectors_}, {"codes", &codes_},
+					 {"hashes", &hashes_}, {"inlinks", &inlinks_}};
 	for (auto &db : databases) {
 		int rc = mdb_dbi_open(txn.raw(), db.name, flags, db.dbi);
 		if (rc == MDB_NOTFOUND)
@@ -302,6 +304,31 @@ StoreReader::links(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const
 	return true;
 }
 
+void
+StoreReader::in_links(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const
+{
+	auto key = link_key(id, layer);
+	MDB_val value;
+	if (txn_.get(store_.inlinks_dbi(), key.data(), key.size(), &value))
+		decode_portable_ids(value.mv_data, value.mv_size, out, "in-links");
+}
+
+uint64_t
+StoreReader::purged_since_walk() const
+{
+	MDB_val value;
+	if (!txn_.get(store_.meta_dbi(), kPurgedSinceWalkKey, sizeof(kPurgedSinceWalkKey) - 1, &value))
+		return 0;
+	if (value.mv_size != 8)
+		throw Error(ErrorCode::Corrupted, "hannoy index file is corrupted: purge counter has the wrong size",
+					"", "REINDEX the index.");
+	uint64_t purged = 0;
+	const uint8_t *p = static_cast<const uint8_t *>(value.mv_data);
+	for (int i = 7; i >= 0; i--)
+		purged = (purged << 8) | p[i];
+	return purged;
+}
+
 bool
 StoreReader::item(uint32_t id, ItemRecord *out) const
 {
@@ -498,21 +525,158 @@ StoreWriter::delete_tid(HeapTid tid)
 	txn_.del(store_.tids_dbi(), key.data(), key.size());
 }
 
-void
-StoreWriter::put_links(uint32_t id, uint8_t layer, const uint32_t *ids, size_t n, unsigned flags)
+/* The in-link changes of one write transaction, applied to the inlinks database when it
+ * commits: an insert rewrites dozens of lists, and many of them point at the same items, so
+ * each in-links record is rewritten once per transaction rather than once per edge. */
+class StoreWriter::InLinkLog : public lmdb::CommitHook
 {
-	sort_buffer_.assign(ids, ids + n);
-	std::sort(sort_buffer_.begin(), sort_buffer_.end());
-	std::string bytes = encode_portable_ids(sort_buffer_.data(), sort_buffer_.size());
-	auto key = link_key(id, layer);
-	txn_.put(store_.links_dbi(), key.data(), key.size(), bytes.data(), bytes.size(), flags);
+public:
+	InLinkLog(lmdb::Txn &txn, MDB_dbi dbi) : txn_(txn), dbi_(dbi) {}
+
+	void add(uint32_t target, uint8_t layer, uint32_t source)
+	{
+		ops_[key(target, layer)].push_back(op(source, true));
+	}
+	void remove(uint32_t target, uint8_t layer, uint32_t source)
+	{
+		ops_[key(target, layer)].push_back(op(source, false));
+	}
+
+	/// The committed in-links of (id, layer) in `out` (sorted), with this transaction's changes.
+	void apply(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const
+	{
+		auto it = ops_.find(key(id, layer));
+		if (it != ops_.end())
+			replay(it->second, out);
+	}
+
+	void before_commit() override
+	{
+		std::vector<uint64_t> keys;
+		keys.reserve(ops_.size());
+		for (const auto &entry : ops_)
+			keys.push_back(entry.first);
+		/* In key order: neighbouring records share B-tree pages. */
+		std::sort(keys.begin(), keys.end());
+		std::vector<uint32_t> ids;
+		for (uint64_t k : keys) {
+			uint32_t id = static_cast<uint32_t>(k >> 8);
+			uint8_t layer = static_cast<uint8_t>(k & 0xff);
+			auto record_key = link_key(id, layer);
+			ids.clear();
+			MDB_val value;
+			if (txn_.get(dbi_, record_key.data(), record_key.size(), &value))
+				decode_portable_ids(value.mv_data, value.mv_size, ids, "in-links");
+			replay(ops_[k], ids);
+			if (ids.empty()) {
+				txn_.del(dbi_, record_key.data(), record_key.size());
+				continue;
+			}
+			std::string bytes = encode_portable_ids(ids.data(), ids.size());
+			txn_.put(dbi_, record_key.data(), record_key.size(), bytes.data(), bytes.size());
+		}
+	}
+
+private:
+	static uint64_t key(uint32_t id, uint8_t layer) { return (static_cast<uint64_t>(id) << 8) | layer; }
+	static uint64_t op(uint32_t source, bool add)
+	{
+		return (static_cast<uint64_t>(source) << 1) | (add ? 1 : 0);
+	}
+	/* In order: a list may drop an item and take it back within one transaction. */
+	static void replay(const std::vector<uint64_t> &ops, std::vector<uint32_t> &sorted)
+	{
+		for (uint64_t o : ops) {
+			uint32_t source = static_cast<uint32_t>(o >> 1);
+			auto at = std::lower_bound(sorted.begin(), sorted.end(), source);
+			bool present = at != sorted.end() && *at == source;
+			if ((o & 1) != 0 && !present)
+				sorted.insert(at, source);
+			else if ((o & 1) == 0 && present)
+				sorted.erase(at);
+		}
+	}
+
+	lmdb::Txn &txn_;
+	MDB_dbi dbi_;
+	std::unordered_map<uint64_t, std::vector<uint64_t>> ops_;
+};
+
+StoreWriter::InLinkLog &
+StoreWriter::in_link_log()
+{
+	if (txn_.commit_hook() == nullptr)
+		txn_.set_commit_hook(std::make_unique<InLinkLog>(txn_, store_.inlinks_dbi()));
+	auto *log = dynamic_cast<InLinkLog *>(txn_.commit_hook());
+	if (log == nullptr)
+		throw Error(ErrorCode::Internal, "hannoy write transaction has a foreign commit hook");
+	return *log;
 }
 
 void
-StoreWriter::delete_links(uint32_t id, uint8_t layer)
+StoreWriter::put_links(uint32_t id, uint8_t layer, const uint32_t *ids, size_t n)
 {
+	sort_buffer_.assign(ids, ids + n);
+	std::sort(sort_buffer_.begin(), sort_buffer_.end());
 	auto key = link_key(id, layer);
-	txn_.del(store_.links_dbi(), key.data(), key.size());
+	old_buffer_.clear();
+	MDB_val old;
+	if (txn_.get(store_.links_dbi(), key.data(), key.size(), &old))
+		decode_portable_ids(old.mv_data, old.mv_size, old_buffer_, "links");
+	/* Both sorted: one merge finds what was added and what was removed. */
+	InLinkLog &log = in_link_log();
+	size_t i = 0, j = 0;
+	while (i < old_buffer_.size() || j < sort_buffer_.size()) {
+		if (j == sort_buffer_.size() || (i < old_buffer_.size() && old_buffer_[i] < sort_buffer_[j])) {
+			log.remove(old_buffer_[i++], layer, id);
+		} else if (i == old_buffer_.size() || sort_buffer_[j] < old_buffer_[i]) {
+			log.add(sort_buffer_[j++], layer, id);
+		} else {
+			i++;
+			j++;
+		}
+	}
+	std::string bytes = encode_portable_ids(sort_buffer_.data(), sort_buffer_.size());
+	txn_.put(store_.links_dbi(), key.data(), key.size(), bytes.data(), bytes.size());
+}
+
+void
+StoreWriter::append_links(uint32_t id, uint8_t layer, const uint32_t *sorted_ids, size_t n)
+{
+	std::string bytes = encode_portable_ids(sorted_ids, n);
+	auto key = link_key(id, layer);
+	txn_.put(store_.links_dbi(), key.data(), key.size(), bytes.data(), bytes.size(), MDB_APPEND);
+}
+
+void
+StoreWriter::append_in_links(uint32_t id, uint8_t layer, const uint32_t *sorted_ids, size_t n)
+{
+	std::string bytes = encode_portable_ids(sorted_ids, n);
+	auto key = link_key(id, layer);
+	txn_.put(store_.inlinks_dbi(), key.data(), key.size(), bytes.data(), bytes.size(), MDB_APPEND);
+}
+
+void
+StoreWriter::in_links(uint32_t id, uint8_t layer, std::vector<uint32_t> &out)
+{
+	std::vector<uint32_t> ids;
+	StoreReader::in_links(id, layer, ids);
+	if (txn_.commit_hook() != nullptr)
+		in_link_log().apply(id, layer, ids);
+	out.insert(out.end(), ids.begin(), ids.end());
+}
+
+void
+StoreWriter::put_purged_since_walk(uint64_t purged)
+{
+	if (purged == 0) {
+		txn_.del(store_.meta_dbi(), kPurgedSinceWalkKey, sizeof(kPurgedSinceWalkKey) - 1);
+		return;
+	}
+	uint8_t bytes[8];
+	for (int i = 0; i < 8; i++)
+		bytes[i] = static_cast<uint8_t>(purged >> (8 * i));
+	txn_.put(store_.meta_dbi(), kPurgedSinceWalkKey, sizeof(kPurgedSinceWalkKey) - 1, bytes, sizeof(bytes));
 }
 
 void
@@ -541,6 +705,14 @@ bool
 StoreWriter::delete_links_if_present(uint32_t id, uint8_t layer)
 {
 	auto key = link_key(id, layer);
+	MDB_val old;
+	if (!txn_.get(store_.links_dbi(), key.data(), key.size(), &old))
+		return false;
+	old_buffer_.clear();
+	decode_portable_ids(old.mv_data, old.mv_size, old_buffer_, "links");
+	InLinkLog &log = in_link_log();
+	for (uint32_t target : old_buffer_)
+		log.remove(target, layer, id);
 	return txn_.del(store_.links_dbi(), key.data(), key.size());
 }
 

@@ -49,6 +49,7 @@ public:
 	MDB_dbi vectors_dbi() const { return vectors_; }
 	MDB_dbi codes_dbi() const { return codes_; }
 	MDB_dbi hashes_dbi() const { return hashes_; }
+	MDB_dbi inlinks_dbi() const { return inlinks_; }
 
 	/// Meta as read when the file was opened or last written by this process. Geometry and
 	/// parameters never change after creation; counters may be stale.
@@ -117,7 +118,7 @@ private:
 	void open_databases(bool create);
 
 	std::unique_ptr<lmdb::Env> env_;
-	MDB_dbi meta_ = 0, items_ = 0, tids_ = 0, links_ = 0, vectors_ = 0, codes_ = 0, hashes_ = 0;
+	MDB_dbi meta_ = 0, items_ = 0, tids_ = 0, links_ = 0, vectors_ = 0, codes_ = 0, hashes_ = 0, inlinks_ = 0;
 	IndexMeta meta_cache_;
 	std::vector<float> centroid_;
 	BlockCache block_cache_;
@@ -142,6 +143,11 @@ public:
 	const uint8_t *code(uint32_t id);
 	/// Appends the neighbours of (id, layer) to `out`; false when the record does not exist.
 	bool links(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const;
+	/// Appends the items whose list on `layer` holds `id` to `out`, in id order (as committed:
+	/// a StoreWriter's own in_links() also sees the changes of its transaction).
+	void in_links(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const;
+	/// Items purged since the last walk that made every live item reachable.
+	uint64_t purged_since_walk() const;
 	/// Reads an item; false when it does not exist (deleted or never written).
 	bool item(uint32_t id, ItemRecord *out) const;
 	bool has_item(uint32_t id) const;
@@ -203,21 +209,30 @@ public:
 	void delete_item(uint32_t id);
 	void put_tid(HeapTid tid, uint32_t id);
 	void delete_tid(HeapTid tid);
-	/// Sets the neighbours of (id, layer) to the given ids (any order, no duplicates).
-	/// `flags` may be MDB_APPEND when keys are written in increasing order.
-	void put_links(uint32_t id, uint8_t layer, const uint32_t *ids, size_t n, unsigned flags = 0);
-	void delete_links(uint32_t id, uint8_t layer);
-	/// Deletes the list of (id, layer); false when there was none.
+	/// Sets the neighbours of (id, layer) to the given ids (any order, no duplicates), and the
+	/// in-links of every id added or removed, as the transaction commits.
+	void put_links(uint32_t id, uint8_t layer, const uint32_t *ids, size_t n);
+	/// Deletes the list of (id, layer) and its ids' in-links to it; false when there was none.
 	bool delete_links_if_present(uint32_t id, uint8_t layer);
+	/// The in-links of (id, layer) including this transaction's changes (see StoreReader).
+	void in_links(uint32_t id, uint8_t layer, std::vector<uint32_t> &out);
+	/// Bulk build only, into an empty file, keys in increasing order (MDB_APPEND): a list, or
+	/// an in-links record, written as given; the build keeps the two consistent itself.
+	void append_links(uint32_t id, uint8_t layer, const uint32_t *sorted_ids, size_t n);
+	void append_in_links(uint32_t id, uint8_t layer, const uint32_t *sorted_ids, size_t n);
+	void put_purged_since_walk(uint64_t purged);
 	void put_tombstones(const Bitmap &tombstones);
 	void put_centroid(const std::vector<float> &centroid);
 	void put_hash(uint64_t hash, uint32_t id, unsigned flags = 0);
 	void delete_hash(uint64_t hash, uint32_t id);
 
+	class InLinkLog;
+
 private:
+	InLinkLog &in_link_log();
 	void put_slots(MDB_dbi dbi, std::vector<const uint8_t *> &cache, uint32_t per_block, uint32_t item_bytes,
 				   uint32_t first_id, uint32_t count, const uint8_t *bytes);
-	std::vector<uint32_t> sort_buffer_;
+	std::vector<uint32_t> sort_buffer_, old_buffer_;
 };
 
 } // namespace hannoy

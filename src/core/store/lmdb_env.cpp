@@ -237,6 +237,11 @@ Txn::commit()
 {
 	if (txn_ == nullptr)
 		throw Error(ErrorCode::Internal, "commit of a finished hannoy transaction");
+	if (hook_ != nullptr) {
+		/* Runs once: a throw leaves the transaction to be aborted, never committed. */
+		std::unique_ptr<CommitHook> hook = std::move(hook_);
+		hook->before_commit();
+	}
 	int rc = mdb_txn_commit(txn_);
 	txn_ = nullptr;
 	env_.live_txns--;

@@ -127,6 +127,17 @@ private:
 	int reserved_fds_ = 0;
 };
 
+/// Work a write transaction must do just before it commits (e.g. write records derived from
+/// the changes made in it). Owned by the transaction; dropped with it when aborted.
+class CommitHook
+{
+public:
+	virtual ~CommitHook() = default;
+	/// Runs inside the transaction, before it commits; may write and may throw (the
+	/// transaction then aborts, and MapFullError is retried by run_write()).
+	virtual void before_commit() = 0;
+};
+
 /// A transaction; aborted by the destructor unless committed.
 class Txn
 {
@@ -155,10 +166,15 @@ public:
 	/// Deletes a key; false when it was absent.
 	bool del(MDB_dbi dbi, const void *key, size_t key_len);
 
+	/// The hook commit() runs first (write transactions only), or nullptr.
+	CommitHook *commit_hook() const { return hook_.get(); }
+	void set_commit_hook(std::unique_ptr<CommitHook> hook) { hook_ = std::move(hook); }
+
 private:
 	Env &env_;
 	MDB_txn *txn_ = nullptr;
 	bool read_only_;
+	std::unique_ptr<CommitHook> hook_;
 };
 
 /// A cursor over one database inside a transaction.
