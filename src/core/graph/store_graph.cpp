@@ -458,9 +458,11 @@ repair_reachability(IndexStore &store)
 namespace
 {
 
-/* Dead items repaired and purged per write transaction: each brings about one rewritten list
- * per incoming link (some twenty on layer 0), so the writer is held for short steps. */
-constexpr size_t kDeadPerChunk = 128;
+/* Work per write transaction of a repair. Each commit syncs every page it dirtied, and the
+ * lists (and in-links) a repair touches are spread over the whole file: small steps would
+ * write the same pages again and again. These hold the writer for tens of milliseconds. */
+constexpr size_t kListsPerRepairStep = 8192; /* lists linking deleted items, rewritten */
+constexpr size_t kDeadPerPurgeStep = 2048;   /* deleted items purged */
 
 /* The live item with the highest level, or kNoItem. */
 uint32_t
@@ -656,8 +658,7 @@ repair_deleted(IndexStore &store, WriteGate &gate)
 	 * The deleted items keep their own lists meanwhile: searches running between two chunks
 	 * may still pass through them. */
 	std::vector<uint32_t> purge = dead.to_vector();
-	for (size_t start = 0; start < purge.size(); start += kDeadPerChunk) {
-		size_t end = std::min(purge.size(), start + kDeadPerChunk);
+	for (size_t start = 0, end = 0; start < purge.size(); start = end) {
 		RepairStats step;
 		gate.before_write();
 		lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
@@ -667,7 +668,8 @@ repair_deleted(IndexStore &store, WriteGate &gate)
 			StoreGraph graph(writer, Traversal::for_construction(current));
 			std::vector<std::pair<uint32_t, uint8_t>> affected;
 			std::vector<uint32_t> sources, list;
-			for (size_t i = start; i < end; i++) {
+			for (end = start; end < purge.size() && affected.size() < kListsPerRepairStep; end++) {
+				const size_t i = end;
 				for (uint8_t layer = 0; layer <= kMaxLevel; layer++) {
 					sources.clear();
 					writer.in_links(purge[i], layer, sources);
@@ -698,8 +700,8 @@ repair_deleted(IndexStore &store, WriteGate &gate)
 
 	/* 3. No live list links a deleted item any more: their lists and tombstones go, and a live
 	 * item whose last incoming link came from one of them is linked again. */
-	for (size_t start = 0; start < purge.size(); start += kDeadPerChunk) {
-		size_t end = std::min(purge.size(), start + kDeadPerChunk);
+	for (size_t start = 0; start < purge.size(); start += kDeadPerPurgeStep) {
+		size_t end = std::min(purge.size(), start + kDeadPerPurgeStep);
 		uint32_t relinked = 0;
 		gate.before_write();
 		lmdb::run_write(store.env(), [&](lmdb::Txn &txn) {
