@@ -137,12 +137,14 @@ def main():
     bench.close()
 
     results = bench.results
+    if results.get("pgvector", {}).get("available"):
+        baseline = report.measured_baseline(results["pgvector"], dataset.name)
     results["run"]["seconds"] = time.monotonic() - started
     results["run"]["load_average_at_end"] = os.getloadavg()
     results["run"]["finished"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     if dataset.name == "fashion-mnist":
         results["targets"] = report.evaluate_targets(results, baseline)
-    results["baseline"] = baseline and {k: baseline[k] for k in ("system", "source", "file")}
+    results["baseline"] = baseline and {k: baseline.get(k) for k in ("system", "source", "file", "measured")}
     write_json(prefix, results, complete=True)
     text = report.markdown(results, baseline)
     pictures = report.plots(results, baseline, prefix)

@@ -7,7 +7,7 @@
 source "$(dirname "$0")/common.sh"
 
 SUITES=("$@")
-[ "${#SUITES[@]}" -gt 0 ] || SUITES=(format unit sanitize regress tap)
+[ "${#SUITES[@]}" -gt 0 ] || SUITES=(format unit sanitize bench regress tap)
 WORK="${HANNOY_TEST_DIR:-/var/tmp/hannoy-test}"
 
 # HANNOY_SKIP_SETUP=1 tests what is already installed (no package install, build or install).
@@ -43,6 +43,11 @@ suite_unit() {
 suite_sanitize() {
 	make -C "$HANNOY_ROOT" -s unittest-sanitize GTEST_ARGS=--gtest_brief=1
 	make -C "$HANNOY_ROOT" -s unittest-thread GTEST_ARGS=--gtest_brief=1
+}
+
+suite_bench() {
+	# The benchmark's reports (the benchmark itself is scripts/bench.sh, not a test).
+	(cd "$HANNOY_ROOT" && PYTHONDONTWRITEBYTECODE=1 "$PYTHON" -m unittest discover -s bench/tests)
 }
 
 suite_regress() {

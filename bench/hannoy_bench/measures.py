@@ -452,6 +452,90 @@ def exact(bench):
               f"{bench.results['exact']['qps']:.1f} queries/s over {count} queries")
 
 
+PGVECTOR_TABLE = "items_pgvector"
+PGVECTOR_INDEX = "items_pgvector_embedding_idx"
+
+
+def pgvector(bench):
+    """pgvector measured side by side when the server has it: the same rows in a table of its
+    own (vector column, plain storage), its HNSW index built with the same m, ef_construction
+    and build settings, and the same queries sent by the same client as the same real[]
+    literals (cast to vector by the prepared statement). Without it, the report compares with
+    the recorded figures in bench/baselines/."""
+    cur, plan = bench.cur, bench.plan
+    cur.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
+    row = cur.fetchone()
+    if row is None:
+        bench.results["pgvector"] = {"available": False}
+        bench.log("pgvector is not installed on this server: comparing with its recorded figures")
+        return
+    cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    version = cur.fetchone()[0]
+    dims = bench.vectors.shape[1]
+    cur.execute(f"DROP TABLE IF EXISTS {PGVECTOR_TABLE}")
+    cur.execute(f"CREATE TABLE {PGVECTOR_TABLE} (id int, label int, embedding vector({dims}))")
+    cur.execute(f"ALTER TABLE {PGVECTOR_TABLE} ALTER COLUMN embedding SET STORAGE PLAIN")
+    # The rows the client knows to be live, which after the earlier measures are all of them.
+    cur.execute(f"INSERT INTO {PGVECTOR_TABLE} SELECT id, label, embedding::vector FROM items ORDER BY id")
+    cur.execute(f"VACUUM (FREEZE, ANALYZE) {PGVECTOR_TABLE}")
+    bench.log(f"pgvector {version}: {PGVECTOR_TABLE} loaded")
+
+    builds = []
+    for memory, workers in plan.build_configs:
+        seconds = []
+        for run in range(plan.build_runs):
+            cur.execute(f"DROP INDEX IF EXISTS {PGVECTOR_INDEX}")
+            cur.execute("CHECKPOINT")
+            cur.execute("SET maintenance_work_mem = %s", (memory,))
+            cur.execute("SET max_parallel_maintenance_workers = %s", (workers,))
+            started = time.perf_counter()
+            cur.execute(f"CREATE INDEX {PGVECTOR_INDEX} ON {PGVECTOR_TABLE} USING hnsw (embedding vector_l2_ops) "
+                        "WITH (m = %s, ef_construction = %s)", (plan.m, plan.ef_construction))
+            seconds.append(time.perf_counter() - started)
+        cur.execute("RESET maintenance_work_mem")
+        cur.execute("RESET max_parallel_maintenance_workers")
+        builds.append({"maintenance_work_mem": memory, "max_parallel_maintenance_workers": workers,
+                       "median_seconds": median(seconds), "runs": seconds})
+        bench.log(f"  pgvector build, maintenance_work_mem {memory}, {workers} workers allowed: "
+                  f"median {builds[-1]['median_seconds']:.1f} s of {len(seconds)}")
+    cur.execute("SELECT pg_relation_size(%s)", (PGVECTOR_INDEX,))
+    index_bytes = cur.fetchone()[0]
+    size = {"bytes": index_bytes, "bytes_per_vector": round(index_bytes / len(bench.vectors))}
+
+    # A backend of its own, as for hannoy's sweep.
+    bench.close()
+    cur = bench.connect()
+    cur.execute("SET plan_cache_mode = force_generic_plan")
+    cur.execute(f"PREPARE knn_pgvector(real[]) AS SELECT id FROM {PGVECTOR_TABLE} "
+                "ORDER BY embedding <-> $1::vector LIMIT 10")
+    statements = bench.statements("EXECUTE knn_pgvector(%s)")
+    plan_lines = explain(cur, statements[0])
+    if not any(f"Index Scan using {PGVECTOR_INDEX}" in line for line in plan_lines):
+        raise BenchError("the pgvector query does not use its index:\n  " + "\n  ".join(plan_lines))
+    cur.execute("SET hnsw.ef_search = 40")
+    clients.run_pass(cur, statements)  # warm-up
+    kth = bench.truth.kth_distance()
+    passes = {ef: [] for ef in plan.ef_sweep}
+    for run in range(plan.runs):
+        for ef in plan.ef_sweep:
+            cur.execute("SET hnsw.ef_search = %s", (ef,))
+            passes[ef].append(clients.run_pass(cur, statements))
+        bench.log(f"  pgvector run {run + 1} of {plan.runs}: " + ", ".join(
+            f"ef {ef} {passes[ef][-1].qps:,.0f}" for ef in plan.ef_sweep) + " queries/s")
+    sweep = [{"ef_search": ef, "recall": bench.recall(passes[ef][0].found, kth), **timing_summary(passes[ef])}
+             for ef in plan.ef_sweep]
+    for point in sweep:
+        bench.log(f"  pgvector ef_search {point['ef_search']:>4}: recall {point['recall']:.4f}, "
+                  f"{point['qps']:,.0f} queries/s, p50 {point['p50_ms']:.2f} ms")
+    # Later measures (cold start, updates) see the cluster as it was.
+    cur.execute(f"DROP TABLE {PGVECTOR_TABLE}")
+    bench.close()
+    bench.connect()
+    bench.results["pgvector"] = {"available": True, "version": version, "plan": plan_lines, "build": builds,
+                                 "size": size, "search": sweep}
+
+
 def filtered(bench):
     cur, plan = bench.cur, bench.plan
     count = min(plan.filtered_queries, len(bench.queries))
@@ -766,6 +850,7 @@ MEASURES = [
     ("search", search, "ef_search sweep, one client"),
     ("concurrent", concurrent, "ef_search sweep, several clients"),
     ("exact", exact, "exact search by sequential scan"),
+    ("pgvector", pgvector, "pgvector side by side, when the server has it"),
     ("filtered", filtered, "WHERE label = ... ORDER BY distance"),
     ("profile", profile, "where a query's time goes (perf)"),
     ("cold_start", cold_start, "first query after a restart with the page cache dropped"),

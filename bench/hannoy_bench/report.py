@@ -27,6 +27,20 @@ def load_baseline(baselines_dir, dataset_name):
     return None
 
 
+def measured_baseline(pgvector_results, dataset_name):
+    """pgvector's figures measured in this run, shaped like a recorded baseline (what was not
+    measured here is absent rather than taken from a recording)."""
+    version = pgvector_results["version"]
+    return {"system": f"pgvector {version}", "dataset": dataset_name, "measured": True,
+            "source": f"pgvector {version} measured in this run: same rows, queries, client and settings",
+            "file": None, "build": pgvector_results["build"], "size": pgvector_results["size"],
+            "search": pgvector_results["search"]}
+
+
+def _provenance(baseline):
+    return "measured" if baseline.get("measured") else "recorded"
+
+
 def baseline_qps_at(baseline_search, recall):
     """The baseline's single-client queries/s at `recall`, interpolated linearly between its
     measured points. Above its best recall, its throughput there: it can only be slower at a
@@ -150,9 +164,11 @@ def markdown(results, baseline):
     if results.get("durations"):
         lines += ["Time per part: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in
                                                  results["durations"].items()) + "."]
-    if baseline:
+    if baseline and baseline.get("measured"):
+        lines += [f"pgvector figures: {baseline['source']}."]
+    elif baseline:
         lines += [f"pgvector figures: {baseline['source']} (bench/baselines/{baseline['file']}), not measured "
-                  "in this run."]
+                  "in this run (pgvector is not installed on this server)."]
     lines.append("")
 
     lines += ["## Summary", ""]
@@ -185,7 +201,7 @@ def markdown(results, baseline):
             base = _find(baseline and baseline.get("search"), ef_search=point["ef_search"])
             rows.append([f"ef_search {point['ef_search']}: recall@10, queries/s, p50",
                          f"{point['recall']:.4f}, {point['qps']:,.0f} q/s, {point['p50_ms']:.2f} ms",
-                         f"{base['recall']:.4f}, {base['qps']:,} q/s, {base['p50_ms']:.2f} ms" if base else "–"])
+                         f"{base['recall']:.4f}, {base['qps']:,.0f} q/s, {base['p50_ms']:.2f} ms" if base else "–"])
     if results.get("exact"):
         e = results["exact"]
         base = baseline and baseline.get("exact")
@@ -375,10 +391,11 @@ def plots(results, baseline, prefix):
             rows = sorted([r for r in results["concurrent"] if r["clients"] == count], key=lambda r: r["ef_search"])
             series.append((f"hannoy, {count} clients", rows, "o--", f"C{i + 2}"))
         if baseline:
-            series.append((f"{baseline['system']}, 1 client (recorded)", baseline["search"], "s-", "C3"))
+            series.append((f"{baseline['system']}, 1 client ({_provenance(baseline)})", baseline["search"], "s-",
+                           "C3"))
         for label, rows, style, color in series:
             ax.plot([r["recall"] for r in rows], [r["qps"] for r in rows], style, color=color, label=label)
-            if label.endswith("1 client") or "recorded" in label:
+            if label.endswith("1 client") or "pgvector" in label:
                 for r in rows:
                     ax.annotate(str(r["ef_search"]), (r["recall"], r["qps"]), textcoords="offset points",
                                 xytext=(4, 4), fontsize=7, color=color)
@@ -411,7 +428,8 @@ def plots(results, baseline, prefix):
         bars = left.bar(x - width / 2, hannoy_seconds, width, label="hannoy", color="C0")
         left.bar_label(bars, fmt="%.1f s", fontsize=8)
         if baseline:
-            bars = left.bar(x + width / 2, base_seconds, width, label=f"{baseline['system']} (recorded)", color="C3")
+            bars = left.bar(x + width / 2, base_seconds, width, label=f"{baseline['system']} ({_provenance(baseline)})",
+                            color="C3")
             left.bar_label(bars, fmt="%.1f s", fontsize=8)
         left.set_xticks(x, labels, fontsize=8)
         left.set_ylabel("CREATE INDEX, seconds (median)")
