@@ -5,6 +5,9 @@
  * Writes go through StoreWriter, whose methods are deliberately small, self-describing
  * operations (put this vector, set these links, delete this TID...). Each one is
  * idempotent given its arguments, so a log of them can later be replayed on a standby.
+ * The in-links are derived: each list write records how its ids changed and the
+ * transaction applies that to the in-links as it commits, so replaying the list writes
+ * rebuilds them too.
  */
 #pragma once
 
