@@ -376,11 +376,15 @@ def index_size(bench):
         per_db = {name: s["bytes"] for name, s in stats["databases"].items()}
         size["links_bytes"] = per_db.get("links")
         size["links_bytes_per_vector"] = per_db.get("links", 0) / items
+        size["inlinks_bytes_per_vector"] = per_db.get("inlinks", 0) / items
+        # The graph: its lists and their reverse (what VACUUM's repair reads).
+        size["graph_bytes_per_vector"] = size["links_bytes_per_vector"] + size["inlinks_bytes_per_vector"]
         size["vectors_bytes_per_vector"] = per_db.get("vectors", 0) / items
         size["bookkeeping_bytes_per_vector"] = (per_db.get("items", 0) + per_db.get("tids", 0)) / items
     bench.results["size"] = size
     bench.log(f"index file {file_bytes / 2**20:,.1f} MiB = {size['bytes_per_vector']:,.0f} B/vector "
               f"({size['ratio_to_raw']:.3f} x raw); links {size.get('links_bytes_per_vector', float('nan')):,.0f} "
+              f"+ in-links {size.get('inlinks_bytes_per_vector', float('nan')):,.0f} "
               f"B/vector ({links / items:.1f} links/vector); verify ok={ok}, {unreachable} unreachable")
 
 
