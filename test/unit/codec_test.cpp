@@ -145,6 +145,46 @@ TEST(Codec, ItemGoldenBytes)
 	EXPECT_THROW(decode_item(bytes.data(), bytes.size() - 1), Error);
 }
 
+TEST(Codec, IdGapsGoldenBytes)
+{
+	/* 5; gap 123 (one byte); gap 300 (0xac 0x02); gap 4294966868 to the largest id (five bytes). */
+	const uint32_t ids[] = {5, 128, 428, 0xffffffffu};
+	std::string bytes = encode_id_gaps(ids, 4);
+	EXPECT_EQ(hex(bytes), "05"
+						  "7b"
+						  "ac02"
+						  "d3fcffff0f");
+	std::vector<uint32_t> out{77};
+	decode_id_gaps(bytes.data(), bytes.size(), out, "test");
+	EXPECT_EQ(out, (std::vector<uint32_t>{77, 5, 128, 428, 0xffffffffu}));
+	out.clear();
+	decode_id_gaps(nullptr, 0, out, "test");
+	EXPECT_TRUE(out.empty());
+	/* Id 0 first is a zero gap, allowed once. */
+	const uint32_t zero[] = {0, 1};
+	bytes = encode_id_gaps(zero, 2);
+	EXPECT_EQ(hex(bytes), "0001");
+}
+
+TEST(Codec, IdGapsRejectDamage)
+{
+	auto rejects = [](const std::string &bytes) {
+		std::vector<uint32_t> out;
+		try {
+			decode_id_gaps(bytes.data(), bytes.size(), out, "in-links");
+		} catch (const Error &e) {
+			return e.code() == ErrorCode::Corrupted &&
+				   std::string(e.what()).find("in-links") != std::string::npos;
+		}
+		return false;
+	};
+	EXPECT_TRUE(rejects(std::string("\x85", 1)));                     /* truncated varint */
+	EXPECT_TRUE(rejects(std::string("\x05\x00", 2)));                 /* repeated id */
+	EXPECT_TRUE(rejects(std::string("\xff\xff\xff\xff\x7f", 5)));     /* beyond 32 bits */
+	EXPECT_TRUE(rejects(std::string("\x80\x80\x80\x80\x80\x01", 6))); /* too long */
+	EXPECT_TRUE(rejects(std::string("\xff\xff\xff\xff\x0f\x01", 6))); /* past the largest id */
+}
+
 TEST(Codec, KeysSortNumerically)
 {
 	auto a = item_key(255), b = item_key(256);

@@ -191,7 +191,7 @@ verify_store(IndexStore &store, bool check_reachability)
 			decode_link_key(k.mv_data, k.mv_size, &id, &layer);
 			sources.clear();
 			try {
-				decode_portable_ids(v.mv_data, v.mv_size, sources, "in-links");
+				decode_id_gaps(v.mv_data, v.mv_size, sources, "in-links");
 			} catch (const Error &e) {
 				r.problem("in-links of item %u layer %u: %s", id, layer, e.what());
 				continue;

@@ -383,4 +383,54 @@ choose_block_geometry(uint32_t item_bytes, uint32_t page_size)
 	return best;
 }
 
+std::string
+encode_id_gaps(const uint32_t *sorted_ids, size_t n)
+{
+	std::string out;
+	out.reserve(n * 3);
+	uint32_t previous = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t gap = sorted_ids[i] - previous;
+		previous = sorted_ids[i];
+		do {
+			uint8_t byte = gap & 0x7f;
+			gap >>= 7;
+			out.push_back(static_cast<char>(gap != 0 ? byte | 0x80 : byte));
+		} while (gap != 0);
+	}
+	return out;
+}
+
+void
+decode_id_gaps(const void *data, size_t size, std::vector<uint32_t> &out, const char *what)
+{
+	const uint8_t *p = static_cast<const uint8_t *>(data);
+	const uint8_t *end = p + size;
+	uint64_t previous = 0;
+	bool first = true;
+	while (p < end) {
+		uint64_t gap = 0;
+		int shift = 0;
+		for (;;) {
+			if (p == end || shift > 28)
+				throw Error(ErrorCode::Corrupted,
+							format("hannoy index file is corrupted: %s record is malformed", what), "",
+							"REINDEX the index.");
+			uint8_t byte = *p++;
+			gap |= static_cast<uint64_t>(byte & 0x7f) << shift;
+			shift += 7;
+			if ((byte & 0x80) == 0)
+				break;
+		}
+		uint64_t id = previous + gap;
+		if ((!first && gap == 0) || id > 0xffffffffu)
+			throw Error(ErrorCode::Corrupted,
+						format("hannoy index file is corrupted: %s record has ids out of order", what), "",
+						"REINDEX the index.");
+		out.push_back(static_cast<uint32_t>(id));
+		previous = id;
+		first = false;
+	}
+}
+
 } // namespace hannoy

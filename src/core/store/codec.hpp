@@ -13,9 +13,9 @@
  *   items    item id (u32 BE) -> ItemRecord (level, flags, heap TIDs)
  *   tids     heap TID (u32 BE block, u16 BE offset) -> item id (u32 LE)
  *   links    item id (u32 BE), layer (u8) -> portable roaring bitmap of neighbour ids
- *   inlinks  item id (u32 BE), layer (u8) -> portable roaring bitmap of the ids whose list on
- *            that layer holds the item: exactly the reverse of `links` (absent when empty), so
- *            the lists pointing at a deleted item are found without reading every list
+ *   inlinks  item id (u32 BE), layer (u8) -> the ids whose list on that layer holds the item,
+ *            as id gaps (encode_id_gaps): exactly the reverse of `links` (absent when empty),
+ *            so the lists pointing at a deleted item are found without reading every list
  *   vectors  block number (u32 BE) -> vectors_per_block stored vectors, back to back
  *   codes    block number (u32 BE) -> codes_per_block binary codes (binary quantization only)
  *   hashes   hash of a stored vector (u64 BE), item id (u32 BE) -> empty: finds an item with an
@@ -134,6 +134,14 @@ HeapTid decode_tid_key(const void *data, size_t size);
 void decode_link_key(const void *data, size_t size, uint32_t *id, uint8_t *layer);
 /// Splits a hashes key; throws Corrupted on a wrong size.
 void decode_hash_key(const void *data, size_t size, uint64_t *hash, uint32_t *id);
+
+/// Sorted, distinct ids as unsigned LEB128 varints of their gaps (the first id as is): about
+/// 3 bytes per id for a few dozen ids spread over millions, where a roaring bitmap pays a
+/// container header for nearly every one.
+std::string encode_id_gaps(const uint32_t *sorted_ids, size_t n);
+/// Appends the ids to `out`; throws Corrupted (naming `what`) on a truncated or malformed
+/// record or ids that do not increase.
+void decode_id_gaps(const void *data, size_t size, std::vector<uint32_t> &out, const char *what);
 
 /// Hash of a stored vector's bytes (64 bits, well mixed; not cryptographic).
 uint64_t vector_hash(const uint8_t *bytes, size_t size);

@@ -310,7 +310,7 @@ StoreReader::in_links(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) co
 	auto key = link_key(id, layer);
 	MDB_val value;
 	if (txn_.get(store_.inlinks_dbi(), key.data(), key.size(), &value))
-		decode_portable_ids(value.mv_data, value.mv_size, out, "in-links");
+		decode_id_gaps(value.mv_data, value.mv_size, out, "in-links");
 }
 
 uint64_t
@@ -566,13 +566,13 @@ public:
 			ids.clear();
 			MDB_val value;
 			if (txn_.get(dbi_, record_key.data(), record_key.size(), &value))
-				decode_portable_ids(value.mv_data, value.mv_size, ids, "in-links");
+				decode_id_gaps(value.mv_data, value.mv_size, ids, "in-links");
 			replay(ops_[k], ids);
 			if (ids.empty()) {
 				txn_.del(dbi_, record_key.data(), record_key.size());
 				continue;
 			}
-			std::string bytes = encode_portable_ids(ids.data(), ids.size());
+			std::string bytes = encode_id_gaps(ids.data(), ids.size());
 			txn_.put(dbi_, record_key.data(), record_key.size(), bytes.data(), bytes.size());
 		}
 	}
@@ -651,7 +651,7 @@ StoreWriter::append_links(uint32_t id, uint8_t layer, const uint32_t *sorted_ids
 void
 StoreWriter::append_in_links(uint32_t id, uint8_t layer, const uint32_t *sorted_ids, size_t n)
 {
-	std::string bytes = encode_portable_ids(sorted_ids, n);
+	std::string bytes = encode_id_gaps(sorted_ids, n);
 	auto key = link_key(id, layer);
 	txn_.put(store_.inlinks_dbi(), key.data(), key.size(), bytes.data(), bytes.size(), MDB_APPEND);
 }
