@@ -453,8 +453,9 @@ BuildGraph::write_links(IndexStore &store, uint32_t chunk,
 			edges += *list(id, layer).count;
 
 	/* The in-links, the reverse of those lists, for one range of target ids at a time so the
-	 * reversal holds at most kEdgesPerPass edges (16 bytes each) whatever the graph's size. */
-	constexpr uint64_t kEdgesPerPass = uint64_t(1) << 22;
+	 * reversal holds about kEdgesPerPass edges (16 MB) whatever the graph's size: each pass
+	 * reads every list again, which costs far less than the memory it saves. */
+	constexpr uint64_t kEdgesPerPass = uint64_t(1) << 20;
 	const uint64_t passes = std::max<uint64_t>(1, (edges + kEdgesPerPass - 1) / kEdgesPerPass);
 	const uint64_t span = (static_cast<uint64_t>(size()) + passes - 1) / passes;
 	std::vector<std::pair<uint64_t, uint32_t>> reversed; /* (target << 8 | layer, source) */

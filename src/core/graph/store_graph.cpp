@@ -708,8 +708,21 @@ repair_deleted(IndexStore &store, WriteGate &gate)
 			StoreWriter writer(store, txn);
 			IndexMeta current = writer.meta();
 			Bitmap tombstones = writer.tombstones();
-			std::vector<uint32_t> list, orphan_candidates;
+			StoreGraph graph(writer, Traversal::for_construction(current));
+			std::vector<uint32_t> list, sources, orphan_candidates;
 			for (size_t i = start; i < end; i++) {
+				/* A live list that took the item back since step 2 (none should) is rewritten
+				 * now: no live item ever links a purged one. */
+				for (uint8_t layer = 0; layer <= kMaxLevel; layer++) {
+					sources.clear();
+					writer.in_links(purge[i], layer, sources);
+					for (uint32_t source : sources)
+						if (!dead.contains(source))
+							rewrite_without_dead(writer, graph, current, dead, source, layer);
+					list.clear();
+					if (sources.empty() && !writer.links(purge[i], layer, list))
+						break;
+				}
 				list.clear();
 				writer.links(purge[i], 0, list);
 				for (uint32_t n : list)
