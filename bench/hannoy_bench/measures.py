@@ -176,11 +176,36 @@ def explain(cur, statement):
     return [r[0] for r in cur.fetchall()]
 
 
-def require_index_scan(cur, statement):
+def require_index_scan(cur, statement, index=INDEX):
     plan = explain(cur, statement)
-    if not any(f"Index Scan using {INDEX}" in line for line in plan):
-        raise BenchError("the query does not use the hannoy index:\n  " + "\n  ".join(plan))
+    if not any(f"Index Scan using {index}" in line for line in plan):
+        raise BenchError(f"the query does not use the index {index}:\n  " + "\n  ".join(plan))
     return plan
+
+
+def ef_sweep(bench, cur, statements, setting, label):
+    """One client's passes over `statements` for each ef_search of the plan, `setting` (the
+    search's ef_search GUC) set before each; returns one row per ef_search with recall and the
+    median timing. Runs go over the whole sweep in turn, so a burst of other work on the machine
+    slows one pass of every ef_search rather than all passes of one."""
+    plan = bench.plan
+    cur.execute(f"SET {setting} = 40")
+    clients.run_pass(cur, statements)  # warm-up: the index and the table into memory
+    kth = bench.truth.kth_distance()
+    passes = {ef: [] for ef in plan.ef_sweep}
+    for run in range(plan.runs):
+        for ef in plan.ef_sweep:
+            cur.execute(f"SET {setting} = %s", (ef,))
+            passes[ef].append(clients.run_pass(cur, statements))
+        bench.log(f"  {label}run {run + 1} of {plan.runs}: " + ", ".join(
+            f"ef {ef} {passes[ef][-1].qps:,.0f}" for ef in plan.ef_sweep) + " queries/s")
+    rows = [{"ef_search": ef, "clients": 1, "recall": bench.recall(passes[ef][0].found, kth),
+             **timing_summary(passes[ef])} for ef in plan.ef_sweep]
+    for row in rows:
+        bench.log(f"  {label}ef_search {row['ef_search']:>4}: recall {row['recall']:.4f}, {row['qps']:,.0f} "
+                  f"queries/s, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms")
+    cur.execute(f"RESET {setting}")
+    return rows
 
 
 # --- the measures --------------------------------------------------------------------------------
@@ -394,28 +419,11 @@ def search(bench):
     # there, so per-query allocations that a fresh backend gets from mmap (and page-faults in)
     # come from the heap instead.
     bench.close()
-    cur, plan = bench.connect(), bench.plan
+    cur = bench.connect()
     bench.prepare_knn()
     statements = bench.statements("EXECUTE knn(%s)")
     plan_lines = require_index_scan(cur, statements[0])
-    cur.execute("SET hannoy.ef_search = 40")
-    clients.run_pass(cur, statements)  # warm-up: the index file and the table into memory
-    kth = bench.truth.kth_distance()
-    # Runs go over the whole sweep in turn, so a burst of other work on the machine slows one
-    # pass of every ef_search rather than all passes of one.
-    passes = {ef: [] for ef in plan.ef_sweep}
-    for run in range(plan.runs):
-        for ef in plan.ef_sweep:
-            cur.execute("SET hannoy.ef_search = %s", (ef,))
-            passes[ef].append(clients.run_pass(cur, statements))
-        bench.log(f"  run {run + 1} of {plan.runs}: " + ", ".join(
-            f"ef {ef} {passes[ef][-1].qps:,.0f}" for ef in plan.ef_sweep) + " queries/s")
-    rows = [{"ef_search": ef, "clients": 1, "recall": bench.recall(passes[ef][0].found, kth),
-             **timing_summary(passes[ef])} for ef in plan.ef_sweep]
-    for row in rows:
-        bench.log(f"  ef_search {row['ef_search']:>4}: recall {row['recall']:.4f}, {row['qps']:,.0f} queries/s, "
-                  f"p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms")
-    cur.execute("RESET hannoy.ef_search")
+    rows = ef_sweep(bench, cur, statements, "hannoy.ef_search", "")
     bench.results["search"] = {"queries": len(statements), "plan": plan_lines, "sweep": rows}
 
 
@@ -514,24 +522,8 @@ def pgvector(bench):
     cur.execute(f"PREPARE knn_pgvector(real[]) AS SELECT id FROM {PGVECTOR_TABLE} "
                 "ORDER BY embedding <-> $1::vector LIMIT 10")
     statements = bench.statements("EXECUTE knn_pgvector(%s)")
-    plan_lines = explain(cur, statements[0])
-    if not any(f"Index Scan using {PGVECTOR_INDEX}" in line for line in plan_lines):
-        raise BenchError("the pgvector query does not use its index:\n  " + "\n  ".join(plan_lines))
-    cur.execute("SET hnsw.ef_search = 40")
-    clients.run_pass(cur, statements)  # warm-up
-    kth = bench.truth.kth_distance()
-    passes = {ef: [] for ef in plan.ef_sweep}
-    for run in range(plan.runs):
-        for ef in plan.ef_sweep:
-            cur.execute("SET hnsw.ef_search = %s", (ef,))
-            passes[ef].append(clients.run_pass(cur, statements))
-        bench.log(f"  pgvector run {run + 1} of {plan.runs}: " + ", ".join(
-            f"ef {ef} {passes[ef][-1].qps:,.0f}" for ef in plan.ef_sweep) + " queries/s")
-    sweep = [{"ef_search": ef, "recall": bench.recall(passes[ef][0].found, kth), **timing_summary(passes[ef])}
-             for ef in plan.ef_sweep]
-    for point in sweep:
-        bench.log(f"  pgvector ef_search {point['ef_search']:>4}: recall {point['recall']:.4f}, "
-                  f"{point['qps']:,.0f} queries/s, p50 {point['p50_ms']:.2f} ms")
+    plan_lines = require_index_scan(cur, statements[0], PGVECTOR_INDEX)
+    sweep = ef_sweep(bench, cur, statements, "hnsw.ef_search", "pgvector ")
     # Later measures (cold start, updates) see the cluster as it was.
     cur.execute(f"DROP TABLE {PGVECTOR_TABLE}")
     bench.close()

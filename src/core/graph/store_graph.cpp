@@ -547,6 +547,29 @@ rewrite_without_dead(StoreWriter &writer, StoreGraph &graph, const IndexMeta &me
 	return true;
 }
 
+/* Calls fn(source, layer) for each live item whose list on `layer` links `id`, layer by layer
+ * up to the first that has neither a list of `id` nor in-links to it. Returns the in-link
+ * records read. */
+template <typename Fn>
+uint64_t
+for_each_live_in_link(StoreWriter &writer, const Bitmap &dead, uint32_t id, Fn &&fn)
+{
+	std::vector<uint32_t> sources, list;
+	uint64_t read = 0;
+	for (uint8_t layer = 0; layer <= kMaxLevel; layer++) {
+		sources.clear();
+		writer.in_links(id, layer, sources);
+		read++;
+		for (uint32_t source : sources)
+			if (!dead.contains(source))
+				fn(source, layer);
+		list.clear();
+		if (sources.empty() && !writer.links(id, layer, list))
+			break;
+	}
+	return read;
+}
+
 } // namespace
 
 uint32_t
@@ -667,20 +690,11 @@ repair_deleted(IndexStore &store, WriteGate &gate)
 			IndexMeta current = writer.meta();
 			StoreGraph graph(writer, Traversal::for_construction(current));
 			std::vector<std::pair<uint32_t, uint8_t>> affected;
-			std::vector<uint32_t> sources, list;
 			for (end = start; end < purge.size() && affected.size() < kListsPerRepairStep; end++) {
-				const size_t i = end;
-				for (uint8_t layer = 0; layer <= kMaxLevel; layer++) {
-					sources.clear();
-					writer.in_links(purge[i], layer, sources);
-					step.lists_read++;
-					for (uint32_t source : sources)
-						if (!dead.contains(source))
-							affected.emplace_back(source, layer);
-					list.clear();
-					if (sources.empty() && !writer.links(purge[i], layer, list))
-						break;
-				}
+				step.lists_read +=
+					for_each_live_in_link(writer, dead, purge[end], [&](uint32_t source, uint8_t layer) {
+						affected.emplace_back(source, layer);
+					});
 			}
 			std::sort(affected.begin(), affected.end());
 			affected.erase(std::unique(affected.begin(), affected.end()), affected.end());
@@ -709,20 +723,13 @@ repair_deleted(IndexStore &store, WriteGate &gate)
 			IndexMeta current = writer.meta();
 			Bitmap tombstones = writer.tombstones();
 			StoreGraph graph(writer, Traversal::for_construction(current));
-			std::vector<uint32_t> list, sources, orphan_candidates;
+			std::vector<uint32_t> list, orphan_candidates;
 			for (size_t i = start; i < end; i++) {
 				/* A live list that took the item back since step 2 (none should) is rewritten
 				 * now: no live item ever links a purged one. */
-				for (uint8_t layer = 0; layer <= kMaxLevel; layer++) {
-					sources.clear();
-					writer.in_links(purge[i], layer, sources);
-					for (uint32_t source : sources)
-						if (!dead.contains(source))
-							rewrite_without_dead(writer, graph, current, dead, source, layer);
-					list.clear();
-					if (sources.empty() && !writer.links(purge[i], layer, list))
-						break;
-				}
+				for_each_live_in_link(writer, dead, purge[i], [&](uint32_t source, uint8_t layer) {
+					rewrite_without_dead(writer, graph, current, dead, source, layer);
+				});
 				list.clear();
 				writer.links(purge[i], 0, list);
 				for (uint32_t n : list)
