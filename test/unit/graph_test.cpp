@@ -735,6 +735,38 @@ TEST(Graph, DeletingEverythingAndTheEntryPoint)
 	EXPECT_GE(r, 0.95);
 }
 
+TEST(Graph, ReplacingTheEntryPointReadsItsNeighbourhoodOnly)
+{
+	/* The entry point deleted again and again: each time the replacement is a live item of the
+	 * highest level left, found from the old entry point's neighbourhood, not by reading every
+	 * item of the index. */
+	Fixture f(Metric::L2, 16);
+	f.build(test::clustered_vectors(8000, 16, 20, 71, 1.5f));
+	WriteGate gate;
+	for (int round = 0; round < 12; round++) {
+		uint32_t entry = f.store->cached_meta().entry_point;
+		ASSERT_NE(entry, kNoItem);
+		delete_rows(f, {entry});
+		RepairStats stats = repair_deleted(*f.store, gate);
+		ASSERT_TRUE(stats.entry_point_replaced);
+		EXPECT_LT(stats.entry_point_records_read, 800u) << "round " << round;
+		uint8_t highest = 0;
+		{
+			lmdb::Txn txn(f.store->env(), true);
+			StoreReader reader(*f.store, txn);
+			for (uint32_t id = 0; id < f.stored.size(); id++) {
+				ItemRecord item;
+				if (!f.stored[id].empty() && reader.item(id, &item))
+					highest = std::max(highest, item.level);
+			}
+		}
+		IndexMeta meta = f.store->cached_meta();
+		EXPECT_NE(meta.entry_point, entry);
+		EXPECT_EQ(meta.max_level, highest) << "round " << round;
+	}
+	f.expect_sound();
+}
+
 TEST(Graph, VerifierCatchesDamage)
 {
 	Fixture f(Metric::L2, 8);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "../pure_cpp.hpp"
 
@@ -466,13 +467,14 @@ constexpr size_t kDeadPerPurgeStep = 2048;   /* deleted items purged */
 
 /* The live item with the highest level, or kNoItem. */
 uint32_t
-highest_live_item(StoreReader &reader, uint8_t *level)
+highest_live_item(StoreReader &reader, uint8_t *level, uint64_t *records_read)
 {
 	uint32_t best = kNoItem;
 	*level = 0;
 	lmdb::Cursor cursor(reader.txn(), reader.store().items_dbi());
 	MDB_val k, v;
 	for (bool ok = cursor.seek(nullptr, 0, &k, &v); ok; ok = cursor.next(&k, &v)) {
+		++*records_read;
 		ItemRecord item = decode_item(v.mv_data, v.mv_size);
 		if (best == kNoItem || item.level > *level) {
 			best = decode_item_key(k.mv_data, k.mv_size);
@@ -480,6 +482,55 @@ highest_live_item(StoreReader &reader, uint8_t *level)
 		}
 	}
 	return best;
+}
+
+/* The item to replace a deleted entry point: the live item of highest level met by a
+ * breadth-first walk of the old entry point's neighbourhood, layer by layer from its own
+ * level down, over links both ways (the deleted items still hold their lists). The upper
+ * layers hold few items, so this reads a handful of lists where a scan of every item would
+ * read them all; the scan remains for a neighbourhood with nothing live in reach. */
+uint32_t
+replacement_entry_point(StoreWriter &writer, const Bitmap &dead, uint32_t old_entry, uint8_t old_level,
+						uint8_t *level, uint64_t *records_read)
+{
+	constexpr size_t kVisitBudget = 4096; /* per layer */
+	std::vector<uint32_t> frontier, next, lists;
+	std::unordered_set<uint32_t> seen;
+	for (int layer = old_level; layer >= 0; layer--) {
+		uint32_t best = kNoItem;
+		uint8_t best_level = 0;
+		seen.clear();
+		seen.insert(old_entry);
+		frontier.assign(1, old_entry);
+		while (!frontier.empty() && seen.size() < kVisitBudget) {
+			next.clear();
+			for (uint32_t id : frontier) {
+				lists.clear();
+				writer.links(id, static_cast<uint8_t>(layer), lists);
+				writer.in_links(id, static_cast<uint8_t>(layer), lists);
+				*records_read += 2;
+				for (uint32_t n : lists) {
+					if (!seen.insert(n).second)
+						continue;
+					next.push_back(n);
+					ItemRecord item;
+					++*records_read;
+					if (dead.contains(n) || !writer.item(n, &item))
+						continue;
+					if (best == kNoItem || item.level > best_level) {
+						best = n;
+						best_level = item.level;
+					}
+				}
+			}
+			frontier.swap(next);
+		}
+		if (best != kNoItem) {
+			*level = best_level;
+			return best;
+		}
+	}
+	return highest_live_item(writer, level, records_read);
 }
 
 /* Rebuilds the list of (id, layer) without its dead neighbours. The live neighbours all stay:
@@ -664,7 +715,10 @@ repair_deleted(IndexStore &store, WriteGate &gate)
 			StoreWriter writer(store, txn);
 			IndexMeta current = writer.meta();
 			if (current.entry_point != kNoItem && dead.contains(current.entry_point)) {
-				current.entry_point = highest_live_item(writer, &current.max_level);
+				stats.entry_point_records_read = 0;
+				current.entry_point =
+					replacement_entry_point(writer, dead, current.entry_point, current.max_level,
+											&current.max_level, &stats.entry_point_records_read);
 				if (current.entry_point == kNoItem)
 					current.max_level = 0;
 				current.seq++;

@@ -224,6 +224,7 @@ struct RepairStats {
 	uint64_t items_purged = 0;     ///< deleted items whose links were removed for good
 	uint64_t orphans_relinked = 0; ///< live items left without incoming links, linked again
 	bool entry_point_replaced = false;
+	uint64_t entry_point_records_read = 0; ///< link and item records read to choose the new one
 	/// Items purged since the last full reachability walk reached 1/kReachabilityCheckShare
 	/// of the live items: the caller should walk (repair_reachability).
 	bool walk_due = false;
