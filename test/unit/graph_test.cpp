@@ -767,6 +767,29 @@ TEST(Graph, ReplacingTheEntryPointReadsItsNeighbourhoodOnly)
 	f.expect_sound();
 }
 
+TEST(Graph, AQueryEqualToAStoredVectorFindsItFirst)
+{
+	/* "Rows like this row": a query equal to a stored vector returns that row first even with
+	 * the narrowest beam, where the graph search alone settles on a neighbour now and then;
+	 * and after the row is deleted, its neighbours come first instead. */
+	for (Quantization quantization : {Quantization::None, Quantization::Binary}) {
+		Fixture f(Metric::L2, 32, 16, 64, quantization);
+		f.build(test::clustered_vectors(3000, 32, 30, 81, 1.5f));
+		uint32_t missed = 0;
+		for (uint32_t r = 0; r < 3000; r++) {
+			auto rows = f.search(f.stored[r].data(), 1, 1);
+			if (rows.empty() || rows[0] != r)
+				missed++;
+		}
+		EXPECT_EQ(missed, 0u) << "quantization " << static_cast<int>(quantization);
+		std::vector<uint8_t> gone = f.stored[7];
+		delete_rows(f, {7});
+		auto rows = f.search(gone.data(), 40, 5);
+		ASSERT_EQ(rows.size(), 5u);
+		EXPECT_EQ(std::find(rows.begin(), rows.end(), 7u), rows.end());
+	}
+}
+
 TEST(Graph, VerifierCatchesDamage)
 {
 	Fixture f(Metric::L2, 8);

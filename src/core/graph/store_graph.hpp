@@ -272,6 +272,14 @@ public:
 	/// Nodes whose distance was computed so far.
 	uint64_t visited() const { return visited_count_; }
 
+	/// Adds `id` to the first round's candidates, next to where the descent from the entry
+	/// point lands (no effect once the search has started).
+	void add_seed(uint32_t id)
+	{
+		if (!started_)
+			seeds_.push_back(id);
+	}
+
 private:
 	template <typename Filter> void expand(StoreGraph &graph, const Filter &accept);
 	void push_result(const Candidate &c);
@@ -291,6 +299,7 @@ private:
 	std::vector<Candidate> deferred_;   ///< found but outside the beam; revisited when it widens
 	std::vector<uint32_t> neighbors_;
 	std::vector<Candidate> round_;
+	std::vector<uint32_t> seeds_;
 	bool any_emitted_ = false;
 	float last_emitted_ = 0.0f;
 };
@@ -361,6 +370,11 @@ ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 				std::vector<Candidate> buffer;
 				descend(graph, query_.data(), round_, meta.max_level, 0, kUpperLayerBeam, *scratch,
 						meta.next_item, buffer);
+			}
+			for (uint32_t id : seeds_) {
+				float seed_dist;
+				if (id < meta.next_item && graph.distance_to(query_.data(), id, &seed_dist))
+					round_.push_back(Candidate{seed_dist, id});
 			}
 			for (const Candidate &c : round_) {
 				if (visited_->test_and_set(c.id))
@@ -450,6 +464,7 @@ private:
 	Space exact_;
 	AlignedBytes query_;
 	bool rerank_;
+	bool started_ = false;
 	std::unique_ptr<ScanSearch> search_;
 	std::vector<Candidate> batch_;
 	/// Re-ranked candidates held back (see kRerankEmitShare), which the next batch, found by
@@ -465,6 +480,15 @@ ScanCursor::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 {
 	if (search_ == nullptr)
 		return false;
+	if (!started_) {
+		/* A query equal to a stored vector (looking for rows like a given row) starts next to
+		 * it: the graph search is approximate and might otherwise settle on its neighbours. */
+		started_ = true;
+		ItemRecord twin;
+		uint32_t id = reader.find_identical(query_.data(), std::numeric_limits<size_t>::max(), &twin);
+		if (id != kNoItem)
+			search_->add_seed(id);
+	}
 	if (!rerank_)
 		return search_->next(reader, accept, out);
 	for (;;) {
