@@ -21,14 +21,15 @@ $node->safe_psql('postgres', q{
 
 sub build
 {
-	my ($workers, $settings) = @_;
+	my ($workers, $settings, $index_spec) = @_;
 	$settings //= '';
+	$index_spec //= '(v) WITH (m = 16, ef_construction = 64)';
 	my $log_offset = -s $node->logfile;
 	$node->safe_psql('postgres', 'DROP INDEX IF EXISTS items_idx');
 	my $started = time;
 	$node->safe_psql('postgres', qq{
 		SET max_parallel_maintenance_workers = $workers; $settings
-		CREATE INDEX items_idx ON items USING hannoy (v) WITH (m = 16, ef_construction = 64);
+		CREATE INDEX items_idx ON items USING hannoy $index_spec;
 	});
 	my $elapsed = time - $started;
 	my $log = slurp_file($node->logfile, $log_offset);
@@ -37,8 +38,8 @@ sub build
 		q{SELECT ok, items, unreachable, problems FROM hannoy_verify('items_idx')});
 	is($verify, 't|20000|0|{}', "index built with $workers workers is sound");
 	my $recall = recall_at_k($node, 'items', 'queries', 10, 'SET hannoy.ef_search = 40;');
-	diag(sprintf('%d workers requested, %s launched: built in %.2f s, recall@10 %.4f', $workers,
-		$launched // 'none', $elapsed, $recall));
+	diag(sprintf('%s, %d workers requested, %s launched: built in %.2f s, recall@10 %.4f', $index_spec,
+		$workers, $launched // 'none', $elapsed, $recall));
 	return ($recall, $launched // 0);
 }
 
@@ -50,6 +51,19 @@ my ($two, $launched2) = build(2);
 is($launched2, 2, 'two workers took part');
 cmp_ok(abs($one - $serial), '<=', 0.005, 'recall with one worker within 0.005 of the serial build');
 cmp_ok(abs($two - $serial), '<=', 0.005, 'recall with two workers within 0.005 of the serial build');
+
+# Every kind of index builds in parallel: binary codes (written by the leader once every row
+# is loaded, after the workers opened the file), cosine (normalised vectors) and inner product
+# (largest norm known only after loading).
+my ($binary_serial) = build(0, '', q{(v) WITH (quantization = 'binary')});
+my ($binary_two, $binary_launched) = build(2, '', q{(v) WITH (quantization = 'binary')});
+is($binary_launched, 2, 'binary codes: two workers took part');
+cmp_ok(abs($binary_two - $binary_serial), '<=', 0.01, 'binary codes: recall with two workers within 0.01 of serial');
+for my $opclass ('real_cosine_ops', 'real_ip_ops')
+{
+	my (undef, $launched) = build(2, '', "(v $opclass)");
+	is($launched, 2, "$opclass: two workers took part");
+}
 
 # maintenance_work_mem smaller than the graph (20,000 items need about 5 MB): the graph
 # goes to a temporary file, and nothing is left of it afterwards.

@@ -232,6 +232,28 @@ TEST(Graph, BinaryQuantizationWithRerankingKeepsRecall)
 	}
 }
 
+TEST(Graph, BinaryQuantizedFileOpensWhileBuilt)
+{
+	/* The workers of a parallel build open the file after rows are loaded and before the
+	 * leader writes the codes' centroid; a finished file has it. */
+	Fixture f(Metric::L2, 32, 16, 64, Quantization::Binary);
+	auto data = test::clustered_vectors(600, 32, 10, 33, 1.0f);
+	IndexBuilder builder(*f.store);
+	for (uint32_t i = 0; i < 600; i++) {
+		f.stored.push_back(test::stored_form(Metric::L2, &data[static_cast<size_t>(i) * 32], 32));
+		builder.add(HeapTid{i / 100 + 1, static_cast<uint16_t>(i % 100 + 1)}, f.stored.back().data());
+	}
+	builder.finish_loading();
+	std::unique_ptr<IndexStore> worker;
+	EXPECT_NO_THROW(worker = IndexStore::open(f.tmp.path(), IndexStore::Options()));
+	EXPECT_TRUE(worker == nullptr || worker->centroid().empty());
+	worker.reset();
+	builder.finish(nullptr);
+	auto reopened = IndexStore::open(f.tmp.path(), IndexStore::Options());
+	EXPECT_EQ(reopened->centroid().size(), 32u);
+	EXPECT_EQ(reopened->centroid(), f.store->centroid());
+}
+
 TEST(Graph, BinaryQuantizationInsertsAndOrder)
 {
 	Fixture f(Metric::Cosine, 64, 16, 64, Quantization::Binary);

@@ -106,8 +106,10 @@ IndexStore::open(const std::string &path, const Options &options)
 		throw Error(ErrorCode::Corrupted, format("hannoy index file \"%s\" has no meta record", path.c_str()),
 					"", "REINDEX the index.");
 	store->meta_cache_ = decode_meta(value.mv_data, value.mv_size);
+	/* The centroid is written once every row is loaded: the workers of a parallel build open
+	 * the file before that, and traverse codes the leader has already written. */
 	if (store->meta_cache_.params.quantization == Quantization::Binary &&
-		store->meta_cache_.params.dims != 0) {
+		store->meta_cache_.params.dims != 0 && (store->meta_cache_.flags & kMetaBuildComplete) != 0) {
 		StoreReader reader(*store, txn);
 		store->centroid_ = reader.centroid();
 		if (store->centroid_.size() != store->meta_cache_.params.dims)
