@@ -59,3 +59,10 @@ FETCH 2 FROM c;
 FETCH 2 FROM c;
 CLOSE c;
 COMMIT;
+
+-- A query equal to a stored vector starts at that row: found first even with ef_search = 1.
+SET hannoy.ef_search = 1;
+SELECT count(*) FILTER (WHERE (SELECT q.id FROM pts q ORDER BY q.v <-> p.v LIMIT 1) = p.id) = count(*)
+	AS all_found_first
+FROM pts p;
+RESET hannoy.ef_search;
