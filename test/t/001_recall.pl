@@ -8,10 +8,7 @@ use Test::More;
 
 my $node = hannoy_node('recall');
 create_gaussian_mixture($node, 'items', 10000, 64, 50, 0.42);
-$node->safe_psql('postgres', q{
-	CREATE TABLE queries AS SELECT id AS qid, v FROM items WHERE id <= 100;
-	UPDATE queries SET v = (SELECT array_agg(x + 0.5 ORDER BY n) FROM unnest(v) WITH ORDINALITY u(x, n));
-});
+create_shifted_queries($node, 'queries', 'items', 'id <= 100', 0.5);
 my $started = time;
 $node->safe_psql('postgres', 'CREATE INDEX items_idx ON items USING hannoy (v)');
 note sprintf('built in %d s', time - $started);

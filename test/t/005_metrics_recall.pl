@@ -13,10 +13,7 @@ use Test::More;
 
 my $node = hannoy_node('metrics');
 create_gaussian_mixture($node, 'items', 10000, 64, 50, 0.5);
-$node->safe_psql('postgres', q{
-	CREATE TABLE queries AS SELECT id AS qid, v FROM items WHERE id <= 100;
-	UPDATE queries SET v = (SELECT array_agg(x + 0.3 ORDER BY n) FROM unnest(v) WITH ORDINALITY u(x, n));
-});
+create_shifted_queries($node, 'queries', 'items', 'id <= 100', 0.3);
 
 my %opclass = ('<->' => 'real_l2_ops', '<=>' => 'real_cosine_ops', '<#>' => 'real_ip_ops', '<+>' => 'real_l1_ops');
 for my $op (sort keys %opclass)
@@ -48,10 +45,7 @@ cmp_ok($recall, '>=', 0.95, 'bit_hamming_ops: recall@10 >= 0.95 on random 256-bi
 
 # Binary quantization with re-ranking on 256 dimensions.
 create_gaussian_mixture($node, 'wide', 5000, 256, 100, 0.7, 1, 1);
-$node->safe_psql('postgres', q{
-	CREATE TABLE wide_queries AS SELECT id AS qid, v FROM wide WHERE id <= 50;
-	UPDATE wide_queries SET v = (SELECT array_agg(x + 0.2 ORDER BY n) FROM unnest(v) WITH ORDINALITY u(x, n));
-});
+create_shifted_queries($node, 'wide_queries', 'wide', 'id <= 50', 0.2);
 for my $op ('<->', '<=>', '<+>')
 {
 	$node->safe_psql('postgres',

@@ -16,10 +16,7 @@ use Time::HiRes qw(time);
 my $node = hannoy_node('churn');
 my $rows = 20000;
 create_gaussian_mixture($node, 'items', $rows, 64, 50, 0.17);
-$node->safe_psql('postgres', q{
-	CREATE TABLE queries AS SELECT id AS qid, v FROM items WHERE id % 200 = 0;
-	UPDATE queries SET v = (SELECT array_agg(x + 0.5 ORDER BY n) FROM unnest(v) WITH ORDINALITY u(x, n));
-});
+create_shifted_queries($node, 'queries', 'items', 'id % 200 = 0', 0.5);
 my $started = time;
 $node->safe_psql('postgres', 'CREATE INDEX items_idx ON items USING hannoy (v)');
 note sprintf('built in %.1f s', time - $started);

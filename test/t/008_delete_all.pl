@@ -50,10 +50,7 @@ create_gaussian_mixture($node, 'items', 1000, 32, 20, 0.82, 3001);
 create_gaussian_mixture($node, 'items', 1000, 32, 20, 0.83, 4001);
 is(verify('items_idx'), 't|2000|0|0|2000|', 'rows inserted after that are indexed');
 is(missed('items', 'items_idx'), 0, 'and each is found first by its own vector');
-$node->safe_psql('postgres', q{
-	CREATE TABLE queries AS SELECT id AS qid, v FROM items WHERE id % 20 = 0;
-	UPDATE queries SET v = (SELECT array_agg(x + 0.5 ORDER BY n) FROM unnest(v) WITH ORDINALITY u(x, n));
-});
+create_shifted_queries($node, 'queries', 'items', 'id % 20 = 0', 0.5);
 my $recall = recall_at_k($node, 'items', 'queries', 10);
 note sprintf('recall@10 of the refilled index: %.4f', $recall);
 cmp_ok($recall, '>=', 0.95, 'recall@10 of the refilled index >= 0.95');
@@ -95,10 +92,7 @@ $node->safe_psql('postgres', "DELETE FROM ep WHERE id = $entry");
 is(missed('ep', 'ep_idx'), 0, 'with the entry point deleted (not yet vacuumed) every row is still found');
 # Probes with a row's own vector start at that row; queries near the rows must be answered by
 # the graph search alone, through the deleted entry point.
-$node->safe_psql('postgres', q{
-	CREATE TABLE ep_queries AS SELECT id AS qid, v FROM ep WHERE id % 15 = 0;
-	UPDATE ep_queries SET v = (SELECT array_agg(x + 0.5 ORDER BY n) FROM unnest(v) WITH ORDINALITY u(x, n));
-});
+create_shifted_queries($node, 'ep_queries', 'ep', 'id % 15 = 0', 0.5);
 my $recall_deleted_entry = recall_at_k($node, 'ep', 'ep_queries', 10);
 note sprintf('recall@10 with the entry point deleted, before VACUUM: %.4f', $recall_deleted_entry);
 cmp_ok($recall_deleted_entry, '>=', 0.95, 'recall@10 with the entry point deleted, before VACUUM >= 0.95');

@@ -13,11 +13,8 @@ use Time::HiRes qw(time);
 my $node = hannoy_node('parallel', max_worker_processes => 8, max_parallel_workers => 8,
 	max_parallel_maintenance_workers => 2, log_min_messages => 'debug1');
 create_gaussian_mixture($node, 'items', 20000, 64, 100, 0.31, 1, 0.8);
-$node->safe_psql('postgres', q{
-	CREATE TABLE queries AS SELECT id AS qid, v FROM items WHERE id % 50 = 0;
-	UPDATE queries SET v = (SELECT array_agg(x + 0.3 ORDER BY n) FROM unnest(v) WITH ORDINALITY u(x, n));
-	ALTER TABLE items SET (parallel_workers = 2);
-});
+create_shifted_queries($node, 'queries', 'items', 'id % 50 = 0', 0.3);
+$node->safe_psql('postgres', 'ALTER TABLE items SET (parallel_workers = 2)');
 
 sub build
 {

@@ -9,8 +9,8 @@ use PostgreSQL::Test::Cluster;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(hannoy_node create_row_vector_function create_gaussian_mixture recall_at_k
-  recall_within_distance missed_rows wait_until_up storage_files);
+our @EXPORT = qw(hannoy_node create_row_vector_function create_gaussian_mixture
+  create_shifted_queries recall_at_k recall_within_distance missed_rows wait_until_up storage_files);
 
 # A started node with hannoy preloaded and the extension created in database postgres.
 sub hannoy_node
@@ -63,6 +63,17 @@ sub create_gaussian_mixture
 					   FROM generate_series(1, $dims) d WHERE i > 0)
 			FROM generate_series($first_id, $first_id + $rows - 1) i
 			JOIN ${table}_centers ON c = 1 + (hashint4(i) & 2147483647) % $clusters;
+	});
+}
+
+# Query table $queries (qid, v): the rows of $table (id, v) matching $where, every element
+# moved by $shift, so that queries lie near rows without being any of them.
+sub create_shifted_queries
+{
+	my ($node, $queries, $table, $where, $shift) = @_;
+	$node->safe_psql('postgres', qq{
+		CREATE TABLE $queries AS SELECT id AS qid, v FROM $table WHERE $where;
+		UPDATE $queries SET v = (SELECT array_agg(x + $shift ORDER BY n) FROM unnest(v) WITH ORDINALITY u(x, n));
 	});
 }
 
