@@ -50,6 +50,19 @@ suite_bench() {
 	(cd "$HANNOY_ROOT" && PYTHONDONTWRITEBYTECODE=1 "$PYTHON" -m unittest discover -s bench/tests)
 }
 
+# Fails when a server log shows a crash no test caused on purpose: the tests kill backends
+# with SIGKILL only, so any other signal, an assertion failure or a PANIC is a bug even when
+# every query of the test still got its answer.
+check_server_logs() {
+	local crashes
+	crashes=$(grep -HE "terminated by signal|^TRAP:|PANIC:" "$@" 2>/dev/null | grep -v "signal 9: Killed" || true)
+	if [ -n "$crashes" ]; then
+		echo "server crashes in the logs:"
+		echo "$crashes"
+		return 1
+	fi
+}
+
 suite_regress() {
 	local out="$WORK/regress"
 	as_pg_user mkdir -p "$out"
@@ -60,6 +73,7 @@ suite_regress() {
 		[ -f "$out/regression.diffs" ] && cat "$out/regression.diffs"
 		return 1
 	fi
+	check_server_logs "$out"/log/postmaster.log
 }
 
 suite_tap() {
@@ -76,7 +90,12 @@ suite_tap() {
 	(cd "$WORK/tap" && as_pg_user env PG_REGRESS="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress" \
 		TESTDIR="$WORK/tap" TESTDATADIR="$WORK/tap/data" \
 		HANNOY_ROOT="$HANNOY_ROOT" PYTHON="$PYTHON" \
-		prove --timer -I "$perl_lib" -I "$HANNOY_ROOT/test/perl" "${tests[@]}")
+		prove --timer -I "$perl_lib" -I "$HANNOY_ROOT/test/perl" "${tests[@]}") || return 1
+	local logs=() t
+	for t in "${tests[@]}"; do
+		logs+=("$WORK"/tap/tmp_check/log/"$(basename "$t" .pl)"_*.log)
+	done
+	check_server_logs "${logs[@]}"
 }
 
 for suite in "${SUITES[@]}"; do
