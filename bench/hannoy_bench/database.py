@@ -211,3 +211,99 @@ def wait_for(predicate, timeout=30.0, interval=0.05):
             return False
         time.sleep(interval)
     return True
+
+
+# --- a memory cgroup for the server --------------------------------------------------------------
+
+class MemoryCgroup:
+    """A memory cgroup (v1 or v2) to run the server's backends with less memory than its data.
+
+    Page cache pages are charged to the cgroup of the process that first reads them, so a
+    backend in a cgroup whose limit is below the index file's size keeps only part of the file
+    in memory, as on a machine with that much RAM; the rest of the machine is unaffected."""
+
+    NAME = "hannoy-bench"
+
+    def __init__(self, path, version):
+        self.path, self.version = path, version
+
+    @classmethod
+    def create(cls):
+        """(cgroup, None), or (None, why the machine has no usable memory cgroup)."""
+        v1 = "/sys/fs/cgroup/memory"
+        try:
+            if os.path.exists(os.path.join(v1, "memory.limit_in_bytes")):
+                path, version = os.path.join(v1, cls.NAME), 1
+            else:
+                with open("/sys/fs/cgroup/cgroup.controllers") as f:
+                    if "memory" not in f.read().split():
+                        return None, "the cgroup v2 hierarchy has no memory controller"
+                with open("/sys/fs/cgroup/cgroup.subtree_control") as f:
+                    enabled = "memory" in f.read().split()
+                if not enabled:
+                    with open("/sys/fs/cgroup/cgroup.subtree_control", "w") as f:
+                        f.write("+memory\n")
+                path, version = os.path.join("/sys/fs/cgroup", cls.NAME), 2
+            if os.path.isdir(path):
+                cls(path, version).remove()
+            os.mkdir(path)
+        except OSError as e:
+            return None, f"cannot create a memory cgroup: {e.strerror} ({e.filename}); run as root"
+        return cls(path, version), None
+
+    def _write(self, name, value):
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(f"{value}\n")
+
+    def _read(self, name):
+        try:
+            with open(os.path.join(self.path, name)) as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def set_limit(self, limit_bytes):
+        self._write("memory.limit_in_bytes" if self.version == 1 else "memory.max", int(limit_bytes))
+
+    def add(self, pid):
+        """Moves a process in; the processes it forks afterwards start in the cgroup too."""
+        self._write("cgroup.procs", pid)
+
+    def contains(self, pid):
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                return any(line.rstrip().endswith("/" + self.NAME) for line in f)
+        except OSError:
+            return False
+
+    def peak_bytes(self):
+        value = self._read("memory.max_usage_in_bytes" if self.version == 1 else "memory.peak")
+        return int(value) if value else None
+
+    def oom_kills(self):
+        text = self._read("memory.oom_control" if self.version == 1 else "memory.events") or ""
+        for line in text.splitlines():
+            name, _, count = line.partition(" ")
+            if name == "oom_kill":
+                return int(count)
+        return None
+
+    def remove(self):
+        """Moves any process left back to the root cgroup and deletes the cgroup."""
+        root = os.path.dirname(self.path)
+        for pid in (self._read("cgroup.procs") or "").split():
+            try:
+                with open(os.path.join(root, "cgroup.procs"), "w") as f:
+                    f.write(pid + "\n")
+            except OSError:
+                pass  # exited meanwhile
+        wait_for(lambda: not (self._read("cgroup.procs") or "").split(), timeout=5)
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
+
+
+def postmaster_pid(data_directory):
+    with open(os.path.join(data_directory, "postmaster.pid")) as f:
+        return int(f.readline())

@@ -54,6 +54,9 @@ class Plan:
     delete_fraction: float
     cold_runs: int
     profile_seconds: float
+    small_memory_queries: int = 1000
+    small_memory_fractions: list = field(default_factory=lambda: [0.5, 0.75])
+    small_memory_ef: list = field(default_factory=lambda: [40, 160])
     m: int = 16
     ef_construction: int = 64
 
@@ -71,7 +74,7 @@ FULL = Plan(name="full", queries=10_000, runs=3, ef_sweep=[10, 20, 40, 80, 160, 
 QUICK = Plan(name="quick", queries=1000, runs=1, ef_sweep=[10, 40, 160], clients=[2], concurrent_ef=[40],
              build_configs=[("2GB", 0)], build_runs=1, exact_queries=10, filtered_queries=200,
              filtered_ef=[40], inserts=500, copy_rows=2000, delete_fraction=0.1, cold_runs=1,
-             profile_seconds=8)
+             profile_seconds=8, small_memory_queries=200, small_memory_fractions=[0.5], small_memory_ef=[40])
 
 
 @dataclass
@@ -206,6 +209,13 @@ def ef_sweep(bench, cur, statements, setting, label):
                   f"queries/s, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms")
     cur.execute(f"RESET {setting}")
     return rows
+
+
+# The memory-limited searches: the least a limit may be (the backend's own memory, about 30 MB,
+# and the shared buffers it touches are charged too and cannot be paged out), and the shared
+# buffers the server runs with meanwhile (the index does not use them; the heap fetches do).
+SMALL_MEMORY_FLOOR = 96 * 2**20
+SMALL_MEMORY_SHARED_BUFFERS = "16MB"
 
 
 # --- the measures --------------------------------------------------------------------------------
@@ -679,6 +689,110 @@ def cold_start(bench):
     bench.prepare_knn()
 
 
+def _limited_pass(bench, cur, statements):
+    """One timed pass of the backend, with what it read from storage and its peak memory."""
+    io_before = _process_io(bench.pid)
+    with database.MemorySampler(bench.pid, interval=0.1) as sampler:
+        timed = clients.run_pass(cur, statements)
+    io_after = _process_io(bench.pid)
+    count = len(statements)
+    return timed, {"read_kib_per_query": None if io_before[0] is None else (io_after[0] - io_before[0]) / count / 1024,
+                   "major_faults_per_query": (io_after[1] - io_before[1]) / count,
+                   "backend_peak_private_bytes": sampler.result()["peak_private_bytes"]}
+
+
+def _can_connect(bench):
+    try:
+        bench.cluster.connect().close()
+        return True
+    except BenchError:
+        return False
+
+
+def small_memory(bench):
+    """The sweep's queries by a backend whose memory, page cache included, is limited below
+    the index file's size: how an index larger than RAM answers. The server restarts with
+    small shared buffers and the page cache dropped; its postmaster (so every backend forked
+    afterwards) is moved into a memory cgroup, the limit set to a fraction of the file's size
+    (at least SMALL_MEMORY_FLOOR); after a warm-up pass (the cache filled as far as the limit
+    lets it), each ef_search is timed once. Autovacuum is off meanwhile; both settings are
+    restored afterwards."""
+    cur, plan = bench.cur, bench.plan
+    cur.execute(f"SELECT current_setting('data_directory'), file_bytes FROM hannoy_index_info('{INDEX}')")
+    data_directory, file_bytes = cur.fetchone()
+    cgroup, problem = database.MemoryCgroup.create()
+    if cgroup is None:
+        bench.results["small_memory"] = {"problem": problem}
+        bench.log(f"  skipped: {problem}")
+        return
+    count = min(plan.small_memory_queries, len(bench.queries))
+    rows_used = np.arange(count)
+    kth = bench.truth.kth_distance()[:count]
+    results, problem = [], None
+    cur.execute("SELECT current_setting('shared_buffers'), current_setting('autovacuum')")
+    shared_buffers, autovacuum = cur.fetchone()
+    try:
+        cur.execute("ALTER SYSTEM SET shared_buffers = %s", (SMALL_MEMORY_SHARED_BUFFERS,))
+        # An autovacuum worker forked into the cgroup (an ANALYZE detoasts thousands of rows)
+        # would compete with the backend for the limit; the table does not change meanwhile.
+        cur.execute("ALTER SYSTEM SET autovacuum = off")
+        for fraction in plan.small_memory_fractions:
+            limit = max(int(file_bytes * fraction), SMALL_MEMORY_FLOOR)
+            bench.close()
+            bench.cluster.stop()
+            dropped = database.drop_page_cache()
+            bench.cluster.start()
+            cgroup.set_limit(limit)
+            cgroup.add(database.postmaster_pid(data_directory))
+            cur = bench.connect()
+            if not cgroup.contains(bench.pid):
+                raise BenchError("the backend did not start in the memory cgroup")
+            bench.prepare_knn()
+            statements = bench.statements("EXECUTE knn(%s)", rows=rows_used)
+            cur.execute("SET hannoy.ef_search = %s", (plan.small_memory_ef[0],))
+            warm_up, warm_io = _limited_pass(bench, cur, statements)
+            bench.log(f"  memory limit {limit / 2**20:,.0f} MiB, warm-up: {warm_up.qps:,.0f} queries/s, "
+                      f"{warm_io['read_kib_per_query'] or 0:,.0f} KiB read per query, backend peak "
+                      f"{(warm_io['backend_peak_private_bytes'] or 0) / 2**20:,.0f} MiB private")
+            for ef in plan.small_memory_ef:
+                cur.execute("SET hannoy.ef_search = %s", (ef,))
+                timed, io = _limited_pass(bench, cur, statements)
+                row = {"limit_bytes": limit, "fraction": limit / file_bytes, "ef_search": ef, "queries": count,
+                       "recall": bench.recall(timed.found, kth, rows=rows_used), **timing_summary([timed]), **io,
+                       "warm_up_qps": warm_up.qps, "warm_up_read_kib_per_query": warm_io["read_kib_per_query"],
+                       "page_cache_dropped": dropped is None}
+                results.append(row)
+                bench.log(f"  memory limit {limit / 2**20:,.0f} MiB ({row['fraction']:.2f} x the index file), "
+                          f"ef_search {ef}: recall {row['recall']:.4f}, {row['qps']:,.0f} queries/s, p50 "
+                          f"{row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
+                          f"{row['read_kib_per_query'] or 0:,.0f} KiB read per query")
+            cgroup_peak = cgroup.peak_bytes()
+            if results:
+                results[-1]["cgroup_peak_bytes"] = cgroup_peak
+    except psycopg2.OperationalError as e:
+        kills = cgroup.oom_kills()
+        problem = f"the backend was lost ({str(e).strip()})" + (f"; {kills} OOM kills in the cgroup" if kills else "")
+        bench.log(f"  {problem}")
+    finally:
+        bench.close()
+        # After an OOM kill the server reinitializes: wait until it takes connections again.
+        if not database.wait_for(lambda: _can_connect(bench), timeout=60):
+            raise BenchError("the server did not come back after the memory-limited searches")
+        cur = bench.connect()
+        cur.execute("ALTER SYSTEM SET shared_buffers = %s", (shared_buffers,))
+        cur.execute("ALTER SYSTEM SET autovacuum = %s", (autovacuum,))
+        bench.close()
+        bench.cluster.stop()
+        cgroup.remove()
+        bench.cluster.start()
+        bench.connect()
+    bench.results["small_memory"] = {"index_file_bytes": file_bytes, "rows": results, "problem": problem,
+                                     "shared_buffers": SMALL_MEMORY_SHARED_BUFFERS, "cgroup_version": cgroup.version}
+    # Back to a warm page cache for whatever comes next, as after the cold starts.
+    bench.cur.execute("SELECT count(*) FROM items")
+    bench.prepare_knn()
+
+
 def _recall_now(bench, label):
     """Recall at UPDATE_EF of the current table against the current ground truth."""
     cur = bench.cur
@@ -850,6 +964,7 @@ MEASURES = [
     ("filtered", filtered, "WHERE label = ... ORDER BY distance"),
     ("profile", profile, "where a query's time goes (perf)"),
     ("cold_start", cold_start, "first query after a restart with the page cache dropped"),
+    ("small_memory", small_memory, "searches with less memory than the index file (memory cgroup)"),
     ("updates", updates, "INSERT, DELETE + VACUUM, COPY"),
 ]
 REQUIRED = {"environment", "load", "truth", "build"}

@@ -352,6 +352,27 @@ def markdown(results, baseline):
                          "1st query read"], rows)
         lines += ["", f"hannoy.prefetch_memory: {cold['prefetch_memory_setting']}.", ""]
 
+    small = results.get("small_memory")
+    if small:
+        lines += ["## Less memory than the index", ""]
+        if small.get("rows"):
+            in_memory = {r["ef_search"]: r for r in results.get("search", {}).get("sweep", [])}
+            lines += [f"The backend in a memory cgroup whose limit (its own memory and the page cache it fills "
+                      f"included) is below the index file's {_mb(small['index_file_bytes'])}; shared_buffers "
+                      f"{small['shared_buffers']}, page cache dropped, one warm-up pass, then "
+                      f"{small['rows'][0]['queries']:,} queries per ef_search:", ""]
+            rows = []
+            for r in small["rows"]:
+                free = in_memory.get(r["ef_search"])
+                rows.append([f"{_mb(r['limit_bytes'])} ({r['fraction']:.2f} x the file)", str(r["ef_search"]),
+                             f"{r['recall']:.4f}", f"{r['qps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+                             _num(r["read_kib_per_query"], 0), f"{r['major_faults_per_query']:.0f}",
+                             f"{free['qps']:,.0f}" if free else "–"])
+            lines += _table(["memory limit", "ef_search", "recall@10", "q/s", "p50 ms", "p99 ms",
+                             "KiB read per query", "major faults per query", "q/s in memory"], rows) + [""]
+        if small.get("problem"):
+            lines += [f"Not measured{' further' if small.get('rows') else ''}: {small['problem']}", ""]
+
     if size and size.get("lmdb"):
         rows = [[name, f"{s.get('entries', 0):,}", f"{s['bytes'] / size['items']:,.1f}"]
                 for name, s in size["lmdb"]["databases"].items() if s["bytes"]]

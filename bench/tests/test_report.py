@@ -72,6 +72,23 @@ class Reports(unittest.TestCase):
         self.assertFalse(speed["met"])
         self.assertIn("1.50x at worst", speed["measured"])
 
+    def test_small_memory_rows_sit_beside_the_in_memory_speed(self):
+        results = copy.deepcopy(self.results)
+        results.pop("small_memory", None)
+        self.assertNotIn("Less memory than the index", report.markdown(copy.deepcopy(results), None))
+        ef40 = [p for p in results["search"]["sweep"] if p["ef_search"] == 40][0]
+        results["small_memory"] = {
+            "index_file_bytes": 200 * 2**20, "shared_buffers": "16MB", "cgroup_version": 1, "problem": None,
+            "rows": [{"limit_bytes": 100 * 2**20, "fraction": 0.5, "ef_search": 40, "queries": 1000,
+                      "recall": 0.9912, "qps": 73.6, "p50_ms": 13.4, "p99_ms": 24.1,
+                      "read_kib_per_query": 1052.0, "major_faults_per_query": 250.0}]}
+        text = report.markdown(copy.deepcopy(results), None)
+        self.assertIn("| 104.9 MB (0.50 x the file) | 40 | 0.9912 | 74 | 13.40 | 24.10 | 1,052 | 250 | "
+                      f"{ef40['qps']:,.0f} |", text)
+        results["small_memory"] = {"problem": "cannot create a memory cgroup: Read-only file system"}
+        text = report.markdown(copy.deepcopy(results), None)
+        self.assertIn("Not measured: cannot create a memory cgroup", text)
+
     def test_plots_are_written_for_both(self):
         recorded = report.load_baseline(os.path.join(BENCH, "baselines"), "fashion-mnist")
         measured = report.measured_baseline(pgvector_measured(self.results, 4.0), "fashion-mnist")
