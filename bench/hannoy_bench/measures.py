@@ -766,9 +766,10 @@ def small_memory(bench):
                           f"ef_search {ef}: recall {row['recall']:.4f}, {row['qps']:,.0f} queries/s, p50 "
                           f"{row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
                           f"{row['read_kib_per_query'] or 0:,.0f} KiB read per query")
-            cgroup_peak = cgroup.peak_bytes()
-            if results:
-                results[-1]["cgroup_peak_bytes"] = cgroup_peak
+            # The cgroup's peak so far: the limits rise from one fraction to the next.
+            peak = cgroup.peak_bytes()
+            for row in results[-len(plan.small_memory_ef):]:
+                row["cgroup_peak_bytes"] = peak
     except psycopg2.OperationalError as e:
         kills = cgroup.oom_kills()
         problem = f"the backend was lost ({str(e).strip()})" + (f"; {kills} OOM kills in the cgroup" if kills else "")
