@@ -526,14 +526,14 @@ build_index(Relation heap, Relation index, IndexInfo *info)
 		create_store(state, 0);
 		/* Each participant buffers vectors before writing them; together within the budget. */
 		state.loader_flush_bytes = std::clamp(maintenance_bytes() / (2 * static_cast<size_t>(requested + 1)),
-											  size_t(4) << 20, BulkLoader::kDefaultFlushBytes);
+											  size_t(1) << 20, BulkLoader::kDefaultFlushBytes);
 		if (begin_parallel(parallel, state, heap, index, info, requested))
 			state.shared = parallel.shared;
 		else
 			state.store.reset(); /* serial after all: the first row creates the file */
 	} else {
 		state.loader_flush_bytes =
-			std::clamp(maintenance_bytes() / 2, size_t(4) << 20, BulkLoader::kDefaultFlushBytes);
+			std::clamp(maintenance_bytes() / 2, size_t(1) << 20, BulkLoader::kDefaultFlushBytes);
 	}
 
 	double heap_tuples = 0;

@@ -35,8 +35,13 @@ BulkLoader::start_block()
 		shared_blocks_ != nullptr ? __atomic_fetch_add(shared_blocks_, 1u, __ATOMIC_RELAXED) : next_block_++;
 	if (block_number_ >= kNoItem / per_block_)
 		throw Error(ErrorCode::LimitExceeded, "hannoy index cannot hold more than 4294967294 items");
-	block_ = std::vector<uint8_t>();
-	block_.reserve(kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_);
+	if (!spare_blocks_.empty()) {
+		block_ = std::move(spare_blocks_.back());
+		spare_blocks_.pop_back();
+	} else {
+		block_ = std::vector<uint8_t>();
+		block_.reserve(kBlockHeaderBytes + static_cast<size_t>(vector_bytes_) * per_block_);
+	}
 	block_.assign(kBlockHeaderBytes, 0);
 	in_block_ = 0;
 }
@@ -117,7 +122,14 @@ BulkLoader::flush(bool final)
 		for (const auto &p : tids)
 			writer.put_tid(p.first, p.second);
 	});
+	/* Kept for the next blocks: fresh allocations of this size would be new pages to fault in. */
+	for (auto &b : full_blocks_) {
+		b.second.clear();
+		spare_blocks_.push_back(std::move(b.second));
+	}
 	full_blocks_.clear();
+	if (final)
+		spare_blocks_ = {};
 	pending_.swap(keep);
 }
 

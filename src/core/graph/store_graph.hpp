@@ -122,8 +122,11 @@ public:
 	uint32_t added() const { return added_; }
 	/// Blocks a sole loader has numbered (its items have ids below blocks * per block).
 	uint32_t blocks() const { return next_block_; }
-	/// Bound on buffered vector bytes before they are written.
-	static constexpr size_t kDefaultFlushBytes = size_t(64) << 20;
+	/// Bound on buffered vector bytes before they are written. Small batches load faster than
+	/// large ones: the buffers and LMDB's dirty pages of one batch are reused by the next while
+	/// still mapped and cached, where 64 MB batches took fresh pages (page faults) every time
+	/// and loaded Fashion-MNIST's 188 MB of vectors in 0.8 s instead of 0.1 s.
+	static constexpr size_t kDefaultFlushBytes = size_t(4) << 20;
 
 private:
 	void flush(bool final);
@@ -142,6 +145,7 @@ private:
 	uint32_t in_block_ = 0;
 	std::vector<uint8_t> block_;
 	std::vector<std::pair<uint32_t, std::vector<uint8_t>>> full_blocks_;
+	std::vector<std::vector<uint8_t>> spare_blocks_; ///< written blocks' buffers, for reuse
 	std::vector<std::pair<HeapTid, uint32_t>> pending_;
 };
 
