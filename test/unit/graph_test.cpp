@@ -845,6 +845,59 @@ TEST(Graph, LevelsAreReproducible)
 	EXPECT_NEAR(counts[2] + counts[3], 100000 / 256, 120);
 }
 
+TEST(Graph, LocalityOrderGroupsNearbyItemsAndKeepsEveryItem)
+{
+	const uint32_t n = 20000, dims = 32;
+	auto data = test::clustered_vectors(n, dims, 16, 5);
+	BuildGraphShape shape;
+	shape.items = n;
+	shape.level_seed = 42;
+	std::vector<uint64_t> region(BuildGraph::region_bytes(shape) / 8 + 1);
+	std::vector<uint8_t> present(n, 1);
+	present[17] = 0; /* folded into an identical item: never inserted */
+	BuildGraph::initialize(region.data(), region.size() * 8, shape, present);
+	std::vector<const uint8_t *> vectors(n);
+	for (uint32_t i = 0; i < n; i++)
+		vectors[i] = reinterpret_cast<const uint8_t *>(&data[static_cast<size_t>(i) * dims]);
+	const std::vector<uint32_t> shuffled = BuildGraph::insertion_order(region.data());
+	const Space space(Metric::L2, dims);
+
+	/* Hamming spaces keep the shuffled order. */
+	BuildGraph::arrange_for_locality(region.data(), Space(Metric::Hamming, dims * 32), vectors);
+	EXPECT_EQ(BuildGraph::insertion_order(region.data()), shuffled);
+
+	BuildGraph::arrange_for_locality(region.data(), space, vectors);
+	const std::vector<uint32_t> arranged = BuildGraph::insertion_order(region.data());
+	ASSERT_EQ(arranged.size(), n - 1);
+	EXPECT_EQ(std::set<uint32_t>(arranged.begin(), arranged.end()),
+			  std::set<uint32_t>(shuffled.begin(), shuffled.end()));
+	/* The upper layers' items keep their places at the front; the rest follow. */
+	size_t upper = 0;
+	while (upper < shuffled.size() && BuildGraph::region_level(region.data(), shuffled[upper]) > 0)
+		upper++;
+	ASSERT_GT(upper, 0u);
+	ASSERT_LT(upper, shuffled.size());
+	EXPECT_TRUE(std::equal(shuffled.begin(), shuffled.begin() + upper, arranged.begin()));
+	for (size_t i = upper; i < arranged.size(); i++)
+		ASSERT_EQ(BuildGraph::region_level(region.data(), arranged[i]), 0);
+	/* Consecutive insertions are much closer to each other than in the shuffled order. */
+	auto mean_step = [&](const std::vector<uint32_t> &order) {
+		double sum = 0;
+		for (size_t i = upper + 1; i < order.size(); i++)
+			sum += std::sqrt(space.distance(vectors[order[i - 1]], vectors[order[i]]));
+		return sum / static_cast<double>(order.size() - upper - 1);
+	};
+	double before = mean_step(shuffled), after = mean_step(arranged);
+	std::printf("mean distance between consecutive insertions: shuffled %.2f, arranged %.2f\n", before,
+				after);
+	EXPECT_LT(after, 0.7 * before);
+	/* The same region arranges the same way. */
+	std::vector<uint64_t> again(region.size());
+	BuildGraph::initialize(again.data(), again.size() * 8, shape, present);
+	BuildGraph::arrange_for_locality(again.data(), space, vectors);
+	EXPECT_EQ(BuildGraph::insertion_order(again.data()), arranged);
+}
+
 TEST(ParallelBuild, ThreadsBuildAGraphAsGoodAsSerial)
 {
 	/* Uniform data in 32 dimensions: hard enough that recall shows a worse graph. */

@@ -6,6 +6,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "../pure_cpp.hpp"
@@ -168,6 +169,96 @@ BuildGraph::initialize(void *region, size_t bytes, const BuildGraphShape &shape,
 	}
 }
 
+namespace
+{
+
+/* Locality order: consecutive insertions whose searches visit the same neighbourhood find
+ * its vectors still in the CPU caches, where a random order fetches nearly every vector from
+ * memory (most of a build's time). Items are grouped by a locality-sensitive hash: the signs
+ * of their projections on a few random directions through the data's mean. A build that
+ * inserted the data one region after another would give the regions inserted first no links
+ * to those inserted later; so the order makes several rounds over all regions (each item in a
+ * random round), each round in hash order, and keeps the upper layers' items, which form the
+ * skeleton every search descends through, first and shuffled. On Fashion-MNIST this builds
+ * about 20% faster with the same recall. */
+constexpr uint32_t kLocalityRounds = 4;
+/* Fewest items of one hash bucket in one round (the bucket count is the largest power of two
+ * that leaves this many): their searches share a working set that fits in the caches. */
+constexpr uint32_t kLocalityGroup = 64;
+/* Below this many items the vectors fit in the caches anyway. */
+constexpr uint32_t kLocalityMinItems = 4096;
+
+float
+standard_normal(uint64_t &state)
+{
+	state = mix64(state + 0x9e3779b97f4a7c15ull);
+	double u1 = (static_cast<double>(state >> 11) + 0.5) / 9007199254740992.0;
+	state = mix64(state + 0x9e3779b97f4a7c15ull);
+	double u2 = (static_cast<double>(state >> 11) + 0.5) / 9007199254740992.0;
+	return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+}
+
+} // namespace
+
+void
+BuildGraph::arrange_for_locality(void *region, const Space &space,
+								 const std::vector<const uint8_t *> &vectors)
+{
+	auto *h = static_cast<Header *>(region);
+	if (!metric_uses_floats(space.metric()) || h->order_size < kLocalityMinItems ||
+		vectors.size() != h->items)
+		return;
+	auto *base = static_cast<uint8_t *>(region);
+	auto *order = reinterpret_cast<uint32_t *>(base + h->layout.order);
+	const uint8_t *levels = base + h->layout.levels;
+	uint32_t first = 0; /* the upper layers' items come first and keep their order */
+	while (first < h->order_size && levels[order[first]] > 0)
+		first++;
+	const uint32_t count = h->order_size - first;
+	uint32_t bits = 0;
+	while (bits < 20 && (uint64_t(kLocalityRounds) * kLocalityGroup << (bits + 1)) <= count)
+		bits++;
+	if (bits == 0)
+		return;
+
+	const uint32_t dims = space.dims();
+	std::vector<double> sum(dims, 0.0);
+	for (uint32_t i = 0; i < h->order_size; i++) {
+		const float *v = reinterpret_cast<const float *>(vectors[order[i]]);
+		for (uint32_t d = 0; d < dims; d++)
+			sum[d] += v[d];
+	}
+	std::vector<float> mean(dims);
+	for (uint32_t d = 0; d < dims; d++)
+		mean[d] = static_cast<float>(sum[d] / h->order_size);
+	/* Directions of a plain inner product space: distance() is minus the dot product. */
+	const Space dot(Metric::InnerProduct, dims);
+	std::vector<float> directions(static_cast<size_t>(bits) * dims);
+	uint64_t random = mix64(h->level_seed ^ 0x6c6f63616c697479ull);
+	for (float &x : directions)
+		x = standard_normal(random);
+	std::vector<float> thresholds(bits);
+	for (uint32_t b = 0; b < bits; b++)
+		thresholds[b] = -dot.distance(&directions[static_cast<size_t>(b) * dims], mean.data());
+
+	std::vector<std::pair<uint64_t, uint32_t>> keys;
+	keys.reserve(count);
+	for (uint32_t i = first; i < h->order_size; i++) {
+		const uint32_t id = order[i];
+		uint64_t bucket = 0;
+		for (uint32_t b = 0; b < bits; b++) {
+			float projection = -dot.distance(&directions[static_cast<size_t>(b) * dims], vectors[id]);
+			bucket = bucket << 1 | (projection > thresholds[b] ? 1u : 0u);
+		}
+		uint64_t round = mix64(h->level_seed ^ (uint64_t(id) << 1 | 1)) % kLocalityRounds;
+		/* round, then bucket, then the shuffled position (i < 2^32) */
+		keys.emplace_back(round << 62 | bucket << 32 | (i - first), id);
+	}
+	std::sort(keys.begin(), keys.end());
+	for (uint32_t k = 0; k < count; k++)
+		order[first + k] = keys[k].second;
+}
+
 uint32_t
 BuildGraph::region_items(const void *region)
 {
@@ -175,6 +266,22 @@ BuildGraph::region_items(const void *region)
 	if (h->magic != kRegionMagic)
 		throw Error(ErrorCode::Internal, "hannoy build graph region is not initialized");
 	return h->items;
+}
+
+std::vector<uint32_t>
+BuildGraph::insertion_order(const void *region)
+{
+	const Header *h = static_cast<const Header *>(region);
+	const auto *order =
+		reinterpret_cast<const uint32_t *>(static_cast<const uint8_t *>(region) + h->layout.order);
+	return std::vector<uint32_t>(order, order + h->order_size);
+}
+
+uint8_t
+BuildGraph::region_level(const void *region, uint32_t id)
+{
+	const Header *h = static_cast<const Header *>(region);
+	return static_cast<const uint8_t *>(region)[h->layout.levels + id];
 }
 
 void

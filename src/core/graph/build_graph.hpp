@@ -48,8 +48,18 @@ public:
 	static void initialize(void *region, size_t bytes, const BuildGraphShape &shape,
 						   const std::vector<uint8_t> &present);
 
+	/// Reorders the insertion order of an initialized region so that items close to each other
+	/// are inserted close together in time (float vectors only; see build_graph.cpp). Run by
+	/// one participant, after initialize() and before any other attaches.
+	static void arrange_for_locality(void *region, const Space &space,
+									 const std::vector<const uint8_t *> &vectors);
+
 	/// Items of an initialized region.
 	static uint32_t region_items(const void *region);
+	/// The insertion order of an initialized region (a copy).
+	static std::vector<uint32_t> insertion_order(const void *region);
+	/// Level of item `id` in an initialized region.
+	static uint8_t region_level(const void *region, uint32_t id);
 	/// Makes every participant stop at its next claim (one of them failed: the build is lost).
 	static void abandon(void *region);
 	/// Whether a participant abandoned the construction.

@@ -325,6 +325,7 @@ IndexBuilder::finish(const Progress &progress, GraphConstruction *construction)
 		lmdb::Txn txn(store_.env(), true);
 		StoreReader reader(store_, txn);
 		vectors = construction_vectors(reader, n, traversal.codes);
+		BuildGraph::arrange_for_locality(region, traversal.space, vectors);
 		uint32_t reported = 0;
 		auto report = [&](uint32_t linked) {
 			if (progress && (linked - reported >= kProgressEvery || linked == live)) {
