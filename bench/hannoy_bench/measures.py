@@ -191,24 +191,37 @@ def ef_sweep(bench, cur, statements, setting, label):
     search's ef_search GUC) set before each; returns one row per ef_search with recall and the
     median timing. Runs go over the whole sweep in turn, so a burst of other work on the machine
     slows one pass of every ef_search rather than all passes of one."""
+    return ef_sweeps(bench, [(cur, statements, setting, label)])[0]
+
+
+def ef_sweeps(bench, systems):
+    """ef_sweep() of several systems, each (cursor, statements, setting, label), with their runs
+    interleaved: run 1 of each, then run 2 of each... so that the machine's speed drifting
+    during the measure (it does, by 20-50% on a shared VM) affects them all alike."""
     plan = bench.plan
-    cur.execute(f"SET {setting} = 40")
-    clients.run_pass(cur, statements)  # warm-up: the index and the table into memory
     kth = bench.truth.kth_distance()
-    passes = {ef: [] for ef in plan.ef_sweep}
+    passes = []
+    for cur, statements, setting, _ in systems:
+        cur.execute(f"SET {setting} = 40")
+        clients.run_pass(cur, statements)  # warm-up: the index and the table into memory
+        passes.append({ef: [] for ef in plan.ef_sweep})
     for run in range(plan.runs):
-        for ef in plan.ef_sweep:
-            cur.execute(f"SET {setting} = %s", (ef,))
-            passes[ef].append(clients.run_pass(cur, statements))
-        bench.log(f"  {label}run {run + 1} of {plan.runs}: " + ", ".join(
-            f"ef {ef} {passes[ef][-1].qps:,.0f}" for ef in plan.ef_sweep) + " queries/s")
-    rows = [{"ef_search": ef, "clients": 1, "recall": bench.recall(passes[ef][0].found, kth),
-             **timing_summary(passes[ef])} for ef in plan.ef_sweep]
-    for row in rows:
-        bench.log(f"  {label}ef_search {row['ef_search']:>4}: recall {row['recall']:.4f}, {row['qps']:,.0f} "
-                  f"queries/s, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms")
-    cur.execute(f"RESET {setting}")
-    return rows
+        for (cur, statements, setting, label), by_ef in zip(systems, passes):
+            for ef in plan.ef_sweep:
+                cur.execute(f"SET {setting} = %s", (ef,))
+                by_ef[ef].append(clients.run_pass(cur, statements))
+            bench.log(f"  {label}run {run + 1} of {plan.runs}: " + ", ".join(
+                f"ef {ef} {by_ef[ef][-1].qps:,.0f}" for ef in plan.ef_sweep) + " queries/s")
+    sweeps = []
+    for (cur, _, setting, label), by_ef in zip(systems, passes):
+        rows = [{"ef_search": ef, "clients": 1, "recall": bench.recall(by_ef[ef][0].found, kth),
+                 **timing_summary(by_ef[ef])} for ef in plan.ef_sweep]
+        for row in rows:
+            bench.log(f"  {label}ef_search {row['ef_search']:>4}: recall {row['recall']:.4f}, {row['qps']:,.0f} "
+                      f"queries/s, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms")
+        cur.execute(f"RESET {setting}")
+        sweeps.append(rows)
+    return sweeps
 
 
 # The memory-limited searches: the least a limit may be (the backend's own memory, about 30 MB,
@@ -533,13 +546,24 @@ def pgvector(bench):
                 "ORDER BY embedding <-> $1::vector LIMIT 10")
     statements = bench.statements("EXECUTE knn_pgvector(%s)")
     plan_lines = require_index_scan(cur, statements[0], PGVECTOR_INDEX)
-    sweep = ef_sweep(bench, cur, statements, "hnsw.ef_search", "pgvector ")
+    # hannoy's passes again, interleaved with pgvector's: the search measure ran minutes ago,
+    # maybe on a faster or slower machine; the ratio is taken from these.
+    hannoy_conn = bench.cluster.connect()
+    try:
+        hannoy_cur = hannoy_conn.cursor()
+        for sql in bench.knn_session():
+            hannoy_cur.execute(sql)
+        hannoy_statements = bench.statements("EXECUTE knn(%s)")
+        hannoy_sweep, sweep = ef_sweeps(bench, [(hannoy_cur, hannoy_statements, "hannoy.ef_search", "hannoy "),
+                                                (cur, statements, "hnsw.ef_search", "pgvector ")])
+    finally:
+        hannoy_conn.close()
     # Later measures (cold start, updates) see the cluster as it was.
     cur.execute(f"DROP TABLE {PGVECTOR_TABLE}")
     bench.close()
     bench.connect()
     bench.results["pgvector"] = {"available": True, "version": version, "plan": plan_lines, "build": builds,
-                                 "size": size, "search": sweep}
+                                 "size": size, "search": sweep, "hannoy_search": hannoy_sweep}
 
 
 def filtered(bench):
