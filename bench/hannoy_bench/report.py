@@ -181,8 +181,10 @@ def markdown(results, baseline):
     if baseline and baseline.get("measured"):
         lines += [f"pgvector figures: {baseline['source']}."]
     elif baseline:
+        why = ("pgvector is not installed on this server" if "pgvector" in results
+               else "the pgvector measure was not run")
         lines += [f"pgvector figures: {baseline['source']} (bench/baselines/{baseline['file']}), not measured "
-                  "in this run (pgvector is not installed on this server)."]
+                  f"in this run ({why})."]
     lines.append("")
 
     lines += ["## Summary", ""]
