@@ -859,14 +859,18 @@ TEST(Graph, LocalityOrderGroupsNearbyItemsAndKeepsEveryItem)
 	std::vector<const uint8_t *> vectors(n);
 	for (uint32_t i = 0; i < n; i++)
 		vectors[i] = reinterpret_cast<const uint8_t *>(&data[static_cast<size_t>(i) * dims]);
+	std::vector<float> mean(dims, 0.0f);
+	for (uint32_t i = 0; i < n; i++)
+		for (uint32_t d = 0; d < dims; d++)
+			mean[d] += data[static_cast<size_t>(i) * dims + d] / n;
 	const std::vector<uint32_t> shuffled = BuildGraph::insertion_order(region.data());
 	const Space space(Metric::L2, dims);
 
 	/* Hamming spaces keep the shuffled order. */
-	BuildGraph::arrange_for_locality(region.data(), Space(Metric::Hamming, dims * 32), vectors);
+	BuildGraph::arrange_for_locality(region.data(), Space(Metric::Hamming, dims * 32), vectors, mean);
 	EXPECT_EQ(BuildGraph::insertion_order(region.data()), shuffled);
 
-	BuildGraph::arrange_for_locality(region.data(), space, vectors);
+	BuildGraph::arrange_for_locality(region.data(), space, vectors, mean);
 	const std::vector<uint32_t> arranged = BuildGraph::insertion_order(region.data());
 	ASSERT_EQ(arranged.size(), n - 1);
 	EXPECT_EQ(std::set<uint32_t>(arranged.begin(), arranged.end()),
@@ -894,7 +898,7 @@ TEST(Graph, LocalityOrderGroupsNearbyItemsAndKeepsEveryItem)
 	/* The same region arranges the same way. */
 	std::vector<uint64_t> again(region.size());
 	BuildGraph::initialize(again.data(), again.size() * 8, shape, present);
-	BuildGraph::arrange_for_locality(again.data(), space, vectors);
+	BuildGraph::arrange_for_locality(again.data(), space, vectors, mean);
 	EXPECT_EQ(BuildGraph::insertion_order(again.data()), arranged);
 }
 

@@ -202,11 +202,11 @@ standard_normal(uint64_t &state)
 
 void
 BuildGraph::arrange_for_locality(void *region, const Space &space,
-								 const std::vector<const uint8_t *> &vectors)
+								 const std::vector<const uint8_t *> &vectors, const std::vector<float> &mean)
 {
 	auto *h = static_cast<Header *>(region);
 	if (!metric_uses_floats(space.metric()) || h->order_size < kLocalityMinItems ||
-		vectors.size() != h->items)
+		vectors.size() != h->items || mean.size() != space.dims())
 		return;
 	auto *base = static_cast<uint8_t *>(region);
 	auto *order = reinterpret_cast<uint32_t *>(base + h->layout.order);
@@ -222,15 +222,6 @@ BuildGraph::arrange_for_locality(void *region, const Space &space,
 		return;
 
 	const uint32_t dims = space.dims();
-	std::vector<double> sum(dims, 0.0);
-	for (uint32_t i = 0; i < h->order_size; i++) {
-		const float *v = reinterpret_cast<const float *>(vectors[order[i]]);
-		for (uint32_t d = 0; d < dims; d++)
-			sum[d] += v[d];
-	}
-	std::vector<float> mean(dims);
-	for (uint32_t d = 0; d < dims; d++)
-		mean[d] = static_cast<float>(sum[d] / h->order_size);
 	/* Directions of a plain inner product space: distance() is minus the dot product. */
 	const Space dot(Metric::InnerProduct, dims);
 	std::vector<float> directions(static_cast<size_t>(bits) * dims);

@@ -49,10 +49,12 @@ public:
 						   const std::vector<uint8_t> &present);
 
 	/// Reorders the insertion order of an initialized region so that items close to each other
-	/// are inserted close together in time (float vectors only; see build_graph.cpp). Run by
-	/// one participant, after initialize() and before any other attaches.
+	/// are inserted close together in time (float vectors only, `mean` their centroid; see
+	/// build_graph.cpp). Run by one participant, after initialize() and before any other
+	/// attaches.
 	static void arrange_for_locality(void *region, const Space &space,
-									 const std::vector<const uint8_t *> &vectors);
+									 const std::vector<const uint8_t *> &vectors,
+									 const std::vector<float> &mean);
 
 	/// Items of an initialized region.
 	static uint32_t region_items(const void *region);

@@ -108,10 +108,10 @@ IndexBuilder::take_census(uint32_t n)
 	const IndexMeta &meta = store_.cached_meta();
 	Census census;
 	census.present.assign(n, 0);
-	const bool binary = meta.params.quantization == Quantization::Binary;
+	const bool float_vectors = metric_uses_floats(meta.params.metric);
 	const bool inner_product = meta.params.metric == Metric::InnerProduct;
 	const uint32_t dims = meta.params.dims;
-	std::vector<double> sum(binary ? dims : 0, 0.0);
+	std::vector<double> sum(float_vectors ? dims : 0, 0.0);
 	float max_norm_sq = 0.0f;
 	lmdb::Txn txn(store_.env(), true);
 	StoreReader reader(store_, txn);
@@ -133,7 +133,7 @@ IndexBuilder::take_census(uint32_t n)
 		}
 		census.hashes.emplace_back(vector_hash(vector, meta.vector_bytes), id);
 		const float *floats = reinterpret_cast<const float *>(vector);
-		if (binary)
+		if (float_vectors)
 			for (uint32_t i = 0; i < dims; i++)
 				sum[i] += floats[i];
 		if (inner_product) {
@@ -325,7 +325,7 @@ IndexBuilder::finish(const Progress &progress, GraphConstruction *construction)
 		lmdb::Txn txn(store_.env(), true);
 		StoreReader reader(store_, txn);
 		vectors = construction_vectors(reader, n, traversal.codes);
-		BuildGraph::arrange_for_locality(region, traversal.space, vectors);
+		BuildGraph::arrange_for_locality(region, traversal.space, vectors, census.mean);
 		uint32_t reported = 0;
 		auto report = [&](uint32_t linked) {
 			if (progress && (linked - reported >= kProgressEvery || linked == live)) {

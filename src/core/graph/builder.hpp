@@ -100,8 +100,8 @@ private:
 	struct Census {
 		std::vector<uint8_t> present;                      ///< per id: item exists
 		std::vector<std::pair<uint64_t, uint32_t>> hashes; ///< (hash of the vector, id)
-		std::vector<float> mean;                           ///< binary quantization only
-		float max_norm = 0.0f;                             ///< inner product only
+		std::vector<float> mean; ///< float vectors: their centroid (binary codes, locality order)
+		float max_norm = 0.0f;   ///< inner product only
 	};
 	Census take_census(uint32_t n);
 	/// Binary quantization: stores the centroid of the loaded vectors and every item's code.
