@@ -20,7 +20,7 @@ OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 REGRESS = $(shell sed -n 's/^test: *//p' test/schedule)
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --load-extension=hannoy
 
-WARNINGS = -Wall -Wextra -Werror -Wno-missing-field-initializers
+WARNINGS = -Wall -Wextra -Wshadow -Werror -Wno-missing-field-initializers
 # -MMD -MP: PGXS tracks no header dependencies for C++; the compiler writes them next to each object.
 PG_CXXFLAGS = -std=c++17 $(WARNINGS) -fvisibility=hidden -fno-omit-frame-pointer -Wno-register -MMD -MP
 PG_CPPFLAGS = -Isrc
