@@ -325,7 +325,9 @@ TEST_P(KernelsTest, HammingCountsEveryBitWhenAllDiffer)
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTables, KernelsTest, ::testing::Values("scalar", "avx2", "avx512"),
-						 [](const ::testing::TestParamInfo<std::string> &param_info) { return param_info.param; });
+						 [](const ::testing::TestParamInfo<std::string> &param_info) {
+							 return param_info.param;
+						 });
 
 TEST(SelectKernels, NamedTableWhenAvailable)
 {
