@@ -285,6 +285,12 @@ constexpr uint32_t kMaxDuplicateNeighbors = 2;
 /// points in 1,000 Gaussian clusters recall at ef_search 40 fell from 0.919 to 0.875 and
 /// queries/s at equal recall halved: where distances concentrate, a relaxed rule keeps only
 /// same-cluster neighbours and drops the long links between clusters.
+///
+/// Filling a list with the closest pruned candidates up to m (the paper's
+/// keepPrunedConnections; the heuristic leaves Fashion-MNIST's layer-0 lists about 11 long)
+/// was measured too: Fashion-MNIST reached recall 0.996 and 0.9985 computing 14-16% fewer
+/// distances, but its build took 17-27% longer (twice as long filling up to 2m), and on
+/// 200,000 clustered 128-dimensional points recall at ef_search 40 fell from 0.992 to 0.989.
 template <typename Graph>
 void
 select_neighbors(Graph &graph, const std::vector<Candidate> &candidates, uint32_t max_neighbors,
