@@ -39,11 +39,15 @@ def measured_baseline(pgvector_results, dataset_name):
             "paired_hannoy_search": pgvector_results.get("hannoy_search")}
 
 
+def paired_sweep(baseline):
+    """hannoy's passes interleaved with pgvector's in this run, or None."""
+    return baseline.get("paired_hannoy_search") if baseline else None
+
+
 def compared_sweep(results, baseline):
     """hannoy's sweep to compare with the baseline's: the passes interleaved with pgvector's when
     it was measured in this run, else the search measure's."""
-    paired = baseline and baseline.get("paired_hannoy_search")
-    return paired or results.get("search", {}).get("sweep", [])
+    return paired_sweep(baseline) or results.get("search", {}).get("sweep", [])
 
 
 def _provenance(baseline):
@@ -69,7 +73,7 @@ def evaluate_targets(results, baseline):
     """Each performance target with the measured value, whether it is met, and the gap."""
     targets = []
     sweep = compared_sweep(results, baseline)
-    interleaved = " (passes interleaved with pgvector's)" if baseline and baseline.get("paired_hannoy_search") else ""
+    interleaved = " (passes interleaved with pgvector's)" if paired_sweep(baseline) else ""
     if baseline and sweep:
         comparable = [(p, baseline_qps_at(baseline["search"], p["recall"])) for p in sweep
                       if p["recall"] >= TARGET_RECALL]
@@ -281,7 +285,7 @@ def markdown(results, baseline):
                         f"{at:,.0f} (hannoy {compared['qps'] / at:.2f}x)" if at else "–"]
             rows.append(row)
         lines += ["## Recall and speed", ""] + _table(headers, rows) + [""]
-        paired = baseline and baseline.get("paired_hannoy_search")
+        paired = paired_sweep(baseline)
         if paired:
             lines += ["The ratios compare pgvector's passes with hannoy's run between them in the same measure "
                       "(hannoy's queries/s there: " + ", ".join(

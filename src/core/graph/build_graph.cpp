@@ -222,15 +222,14 @@ BuildGraph::arrange_for_locality(void *region, const Space &space,
 		return;
 
 	const uint32_t dims = space.dims();
-	/* Directions of a plain inner product space: distance() is minus the dot product. */
-	const Space dot(Metric::InnerProduct, dims);
+	const simd::Kernels &kernels = simd::active_kernels();
 	std::vector<float> directions(static_cast<size_t>(bits) * dims);
 	uint64_t random = mix64(h->level_seed ^ 0x6c6f63616c697479ull);
 	for (float &x : directions)
 		x = standard_normal(random);
 	std::vector<float> thresholds(bits);
 	for (uint32_t b = 0; b < bits; b++)
-		thresholds[b] = -dot.distance(&directions[static_cast<size_t>(b) * dims], mean.data());
+		thresholds[b] = kernels.dot(&directions[static_cast<size_t>(b) * dims], mean.data(), dims);
 
 	std::vector<std::pair<uint64_t, uint32_t>> keys;
 	keys.reserve(count);
@@ -238,7 +237,8 @@ BuildGraph::arrange_for_locality(void *region, const Space &space,
 		const uint32_t id = order[i];
 		uint64_t bucket = 0;
 		for (uint32_t b = 0; b < bits; b++) {
-			float projection = -dot.distance(&directions[static_cast<size_t>(b) * dims], vectors[id]);
+			float projection = kernels.dot(&directions[static_cast<size_t>(b) * dims],
+										   reinterpret_cast<const float *>(vectors[id]), dims);
 			bucket = bucket << 1 | (projection > thresholds[b] ? 1u : 0u);
 		}
 		uint64_t round = mix64(h->level_seed ^ (uint64_t(id) << 1 | 1)) % kLocalityRounds;
