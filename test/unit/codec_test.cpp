@@ -4,6 +4,8 @@
  */
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "core/error.hpp"
 #include "core/store/codec.hpp"
 
@@ -58,7 +60,7 @@ TEST(Codec, MetaGoldenBytes)
 {
 	std::string bytes = encode_meta(sample_meta());
 	ASSERT_EQ(bytes.size(), kMetaBytes);
-	EXPECT_EQ(hex(bytes), "484e4e5902000000"                 /* magic, version 2, flags 0 */
+	EXPECT_EQ(hex(bytes), "484e4e5903000000"                 /* magic, version 3, flags 0 */
 						  "0102030405060708090a0b0c0d0e0f10" /* uuid */
 						  "0807060504030201"                 /* system identifier */
 						  "0040000006400000050000007f060000" /* index oid, relfilenode, db, tablespace */
@@ -201,6 +203,37 @@ TEST(Codec, KeysSortNumerically)
 	decode_link_key(l.data(), l.size(), &id, &layer);
 	EXPECT_EQ(id, 0x01020304u);
 	EXPECT_EQ(layer, 3);
+}
+
+TEST(Codec, VectorBlockGoldenBytes)
+{
+	/* Two slots of three floats, all small integers: a U8 block, one byte per element. */
+	const float bytes_fit[] = {1.0f, 2.0f, 3.0f, 0.0f, 255.0f, 7.0f};
+	std::vector<uint8_t> record;
+	encode_vector_block(reinterpret_cast<const uint8_t *>(bytes_fit), 2, 12, 3, true, record);
+	EXPECT_EQ(hex(std::string(record.begin(), record.end())), "01" + std::string(94, '0') +
+																  "010203"
+																  "00ff07");
+	EXPECT_EQ(decode_block_header(record.data(), record.size(), 2, 12, 3, "f", 0), Encoding::U8);
+
+	/* One element that is no byte (2.5, 256, -1, -0) keeps the whole block raw. */
+	for (float odd : {2.5f, 256.0f, -1.0f, -0.0f}) {
+		float v[] = {1.0f, 2.0f, 3.0f, 0.0f, odd, 7.0f};
+		encode_vector_block(reinterpret_cast<const uint8_t *>(v), 2, 12, 3, true, record);
+		ASSERT_EQ(record.size(), kBlockHeaderBytes + 24) << odd;
+		EXPECT_EQ(record[0], 0) << odd;
+		EXPECT_EQ(std::memcmp(record.data() + kBlockHeaderBytes, v, sizeof(v)), 0) << odd;
+		EXPECT_EQ(decode_block_header(record.data(), record.size(), 2, 12, 3, "f", 0), Encoding::Raw);
+	}
+	/* Bit strings and codes are never re-encoded. */
+	encode_vector_block(reinterpret_cast<const uint8_t *>(bytes_fit), 2, 12, 3, false, record);
+	EXPECT_EQ(record[0], 0);
+
+	/* A damaged header or size is corruption, not a guess. */
+	encode_vector_block(reinterpret_cast<const uint8_t *>(bytes_fit), 2, 12, 3, true, record);
+	EXPECT_THROW(decode_block_header(record.data(), record.size() - 1, 2, 12, 3, "f", 0), Error);
+	record[0] = 9;
+	EXPECT_THROW(decode_block_header(record.data(), record.size(), 2, 12, 3, "f", 0), Error);
 }
 
 TEST(Codec, BlockGeometryWastesLittle)

@@ -857,9 +857,9 @@ TEST(Graph, LocalityOrderGroupsNearbyItemsAndKeepsEveryItem)
 	std::vector<uint8_t> present(n, 1);
 	present[17] = 0; /* folded into an identical item: never inserted */
 	BuildGraph::initialize(region.data(), region.size() * 8, shape, present);
-	std::vector<const uint8_t *> vectors(n);
+	std::vector<VectorRef> vectors(n);
 	for (uint32_t i = 0; i < n; i++)
-		vectors[i] = reinterpret_cast<const uint8_t *>(&data[static_cast<size_t>(i) * dims]);
+		vectors[i] = VectorRef{reinterpret_cast<const uint8_t *>(&data[static_cast<size_t>(i) * dims])};
 	std::vector<float> mean(dims, 0.0f);
 	for (uint32_t i = 0; i < n; i++)
 		for (uint32_t d = 0; d < dims; d++)
@@ -901,6 +901,106 @@ TEST(Graph, LocalityOrderGroupsNearbyItemsAndKeepsEveryItem)
 	BuildGraph::initialize(again.data(), again.size() * 8, shape, present);
 	BuildGraph::arrange_for_locality(again.data(), space, vectors, mean);
 	EXPECT_EQ(BuildGraph::insertion_order(again.data()), arranged);
+}
+
+/* Every list of every item on every layer. */
+std::vector<std::vector<uint32_t>>
+all_links(IndexStore &store)
+{
+	lmdb::Txn txn(store.env(), true);
+	StoreReader reader(store, txn);
+	IndexMeta meta = reader.meta();
+	std::vector<std::vector<uint32_t>> lists;
+	for (uint32_t id = 0; id < meta.next_item; id++)
+		for (int layer = 0; layer <= meta.max_level; layer++) {
+			lists.emplace_back();
+			reader.links(id, static_cast<uint8_t>(layer), lists.back());
+		}
+	return lists;
+}
+
+TEST(Graph, ByteVectorsBuildAndSearchExactlyLikeTheirFloats)
+{
+	/*
+	 * Vectors of small integers are stored one byte per element. Halving every value (exact in
+	 * floats, and no longer integers) scales every squared distance by exactly 1/4 and keeps
+	 * them raw: both indexes must make the same graph and return the same rows, through bulk
+	 * build, inserts that mix in vectors that do not fit a byte (their blocks turn raw), a
+	 * duplicate joining its twin, and deletion.
+	 */
+	const uint32_t dims = 40, n = 3000, extra = 600;
+	auto bytes_data = test::clustered_vectors(n + extra, dims, 12, 21, 2.0f);
+	for (size_t i = 0; i < bytes_data.size(); i++) {
+		float v = std::round(bytes_data[i] * 25.0f + 128.0f);
+		bytes_data[i] = std::min(255.0f, std::max(0.0f, v));
+	}
+	for (uint32_t r = n + extra / 2; r < n + extra; r += 3)
+		bytes_data[static_cast<size_t>(r) * dims] += 0.25f; /* no longer a byte */
+	std::vector<float> half_data(bytes_data.size());
+	for (size_t i = 0; i < bytes_data.size(); i++)
+		half_data[i] = bytes_data[i] * 0.5f;
+
+	Fixture bytes(Metric::L2, dims), halves(Metric::L2, dims);
+	const std::vector<float> first(bytes_data.begin(), bytes_data.begin() + static_cast<size_t>(n) * dims);
+	const std::vector<float> first_half(half_data.begin(), half_data.begin() + static_cast<size_t>(n) * dims);
+	bytes.build(first);
+	halves.build(first_half);
+	bytes.insert(std::vector<float>(bytes_data.begin() + static_cast<size_t>(n) * dims, bytes_data.end()), n,
+				 50);
+	halves.insert(std::vector<float>(half_data.begin() + static_cast<size_t>(n) * dims, half_data.end()), n,
+				  50);
+
+	/* How each file stored its vectors. */
+	auto encodings = [](IndexStore &store) {
+		lmdb::Txn txn(store.env(), true);
+		StoreReader reader(store, txn);
+		std::vector<Encoding> out;
+		for (uint32_t id = 0; id < reader.meta().next_item; id++)
+			out.push_back(reader.vector(id).encoding);
+		return out;
+	};
+	std::vector<Encoding> byte_encodings = encodings(*bytes.store);
+	ASSERT_EQ(byte_encodings.size(), n + extra);
+	EXPECT_EQ(byte_encodings.front(), Encoding::U8);
+	EXPECT_EQ(byte_encodings.back(), Encoding::Raw);
+	for (Encoding e : encodings(*halves.store))
+		ASSERT_EQ(e, Encoding::Raw);
+
+	EXPECT_EQ(all_links(*bytes.store), all_links(*halves.store));
+	Space space(Metric::L2, dims);
+	for (uint32_t q = 0; q < 40; q++) {
+		const float *query = &bytes_data[static_cast<size_t>(q) * 71 % n * dims];
+		std::vector<float> half_query(query, query + dims);
+		for (float &x : half_query)
+			x = x * 0.5f + 0.125f;
+		std::vector<float> byte_query(half_query);
+		for (float &x : byte_query)
+			x *= 2.0f;
+		auto got = bytes.search(reinterpret_cast<const uint8_t *>(byte_query.data()), 40, 10);
+		EXPECT_EQ(got, halves.search(reinterpret_cast<const uint8_t *>(half_query.data()), 40, 10)) << q;
+		EXPECT_EQ(got.size(), 10u);
+	}
+	bytes.expect_sound();
+	EXPECT_GE(
+		bytes.mean_recall(std::vector<float>(bytes_data.begin(), bytes_data.begin() + 40 * dims), 40, 10),
+		0.95);
+
+	/* A duplicate of a byte-stored row joins its item. */
+	uint32_t items_before = bytes.store->cached_meta().next_item;
+	bytes.insert(std::vector<float>(bytes_data.begin() + 5 * dims, bytes_data.begin() + 6 * dims), n + extra,
+				 1);
+	EXPECT_EQ(bytes.store->cached_meta().next_item, items_before);
+
+	std::vector<uint32_t> doomed;
+	for (uint32_t r = 0; r < n + extra; r += 7)
+		doomed.push_back(r);
+	delete_rows(bytes, doomed);
+	delete_rows(halves, doomed);
+	WriteGate gate;
+	repair_deleted(*bytes.store, gate);
+	repair_deleted(*halves.store, gate);
+	bytes.expect_sound();
+	halves.expect_sound();
 }
 
 TEST(ParallelBuild, ThreadsBuildAGraphAsGoodAsSerial)

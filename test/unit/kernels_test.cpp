@@ -195,6 +195,8 @@ TEST_P(KernelsTest, EmptyInputsGiveZero)
 	EXPECT_EQ(kernels->dot(&x, &x, 0), 0.0f);
 	EXPECT_EQ(kernels->l1(&x, &x, 0), 0.0f);
 	EXPECT_EQ(kernels->hamming(&byte, &byte, 0), 0u);
+	EXPECT_EQ(kernels->l2_squared_fb(&x, &byte, 0), 0.0f);
+	EXPECT_EQ(kernels->l1_bb(&byte, &byte, 0), 0.0f);
 }
 
 TEST_P(KernelsTest, FloatKernelsMatchReferenceUnitRange)
@@ -299,6 +301,41 @@ TEST_P(KernelsTest, FloatKernelsExactOnSmallIntegers)
 		EXPECT_EQ(kernels->dot(a.data() + 1, b.data() + 1, n), static_cast<float>(dot)) << "n=" << n;
 		EXPECT_EQ(kernels->l1(a.data() + 1, b.data() + 1, n), static_cast<float>(l1)) << "n=" << n;
 	}
+}
+
+TEST_P(KernelsTest, ByteKernelsEqualFloatKernelsOnTheSameValues)
+{
+	/*
+	 * Vectors stored one byte per element (Encoding::U8) must rank exactly as their floats do:
+	 * the byte kernels give bit for bit the float kernels' result on the decoded values, at
+	 * every length and byte offset (the bytes sit in buffers sized to fit, for ASan).
+	 */
+	std::mt19937 rng(11);
+	std::uniform_int_distribution<int> byte(0, 255);
+	for (size_t n : float_lengths())
+		for (size_t offset : {size_t(0), size_t(1), size_t(7)}) {
+			std::vector<float> query = random_floats(rng, n, 300.0f);
+			std::vector<uint8_t> a(n + offset), b(n + offset);
+			std::vector<float> fa(n), fb(n);
+			for (size_t i = 0; i < n; i++) {
+				a[offset + i] = static_cast<uint8_t>(byte(rng));
+				b[offset + i] = static_cast<uint8_t>(byte(rng));
+				fa[i] = a[offset + i];
+				fb[i] = b[offset + i];
+			}
+			const uint8_t *pa = a.data() + offset, *pb = b.data() + offset;
+			ASSERT_EQ(kernels->l2_squared_fb(query.data(), pb, n),
+					  kernels->l2_squared(query.data(), fb.data(), n))
+				<< "n=" << n;
+			ASSERT_EQ(kernels->dot_fb(query.data(), pb, n), kernels->dot(query.data(), fb.data(), n))
+				<< "n=" << n;
+			ASSERT_EQ(kernels->l1_fb(query.data(), pb, n), kernels->l1(query.data(), fb.data(), n))
+				<< "n=" << n;
+			ASSERT_EQ(kernels->l2_squared_bb(pa, pb, n), kernels->l2_squared(fa.data(), fb.data(), n))
+				<< "n=" << n;
+			ASSERT_EQ(kernels->dot_bb(pa, pb, n), kernels->dot(fa.data(), fb.data(), n)) << "n=" << n;
+			ASSERT_EQ(kernels->l1_bb(pa, pb, n), kernels->l1(fa.data(), fb.data(), n)) << "n=" << n;
+		}
 }
 
 TEST_P(KernelsTest, HammingMatchesReferenceAtEveryByteOffset)

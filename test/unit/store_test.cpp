@@ -60,8 +60,11 @@ TEST(Store, CreateWriteReadReopen)
 	lmdb::Txn txn(store->env(), true);
 	StoreReader r(*store, txn);
 	for (uint32_t id = 0; id < 1000; id += 37) {
-		const float *v = reinterpret_cast<const float *>(r.vector(id));
-		ASSERT_NE(v, nullptr);
+		/* Raw floats (-1 does not fit a byte), aligned for the kernels. */
+		VectorRef stored = r.vector(id);
+		ASSERT_TRUE(stored);
+		EXPECT_EQ(stored.encoding, Encoding::Raw);
+		const float *v = reinterpret_cast<const float *>(stored.data);
 		EXPECT_EQ(v[0], static_cast<float>(id));
 		EXPECT_EQ(reinterpret_cast<uintptr_t>(v) % 4, 0u) << "vectors must be float-aligned";
 		std::vector<uint32_t> links;
@@ -73,7 +76,7 @@ TEST(Store, CreateWriteReadReopen)
 	}
 	std::vector<uint32_t> none;
 	EXPECT_FALSE(r.links(5, 1, none));
-	EXPECT_EQ(r.vector(1000000), nullptr);
+	EXPECT_FALSE(r.vector(1000000));
 	size_t count = r.for_each_tid(HeapTid{}, [](HeapTid, uint32_t) { return true; });
 	EXPECT_EQ(count, 1000u);
 }
@@ -97,7 +100,7 @@ TEST(Store, MapGrowsUnderLargeWrites)
 	EXPECT_GT(store->env().map_size(), initial_map);
 	lmdb::Txn txn(store->env(), true);
 	StoreReader r(*store, txn);
-	EXPECT_EQ(reinterpret_cast<const float *>(r.vector(39999))[0], 39999.0f);
+	EXPECT_EQ(test::stored_floats(r, 39999)[0], 39999.0f);
 }
 
 /* Reads remember where vector blocks and layer-0 lists lie for as long as the snapshot is
@@ -127,8 +130,8 @@ TEST(Store, SnapshotCachesFollowWritesAndMapGrowth)
 			lmdb::Txn txn(store->env(), true);
 			StoreReader r(*store, txn);
 			for (uint32_t id = 0; id < items; id += 7) {
-				const float *v = reinterpret_cast<const float *>(r.vector(id));
-				ASSERT_NE(v, nullptr);
+				std::vector<float> v = test::stored_floats(r, id);
+				ASSERT_FALSE(v.empty());
 				ASSERT_EQ(v[0], static_cast<float>(id));
 				ASSERT_EQ(v[1], static_cast<float>(round)) << "stale vector of item " << id;
 				std::vector<uint32_t> links;
@@ -156,7 +159,7 @@ TEST(Store, VectorsAreCacheLineAligned)
 	/* 784 floats = 3,136 bytes, a multiple of 64: every stored vector starts a cache line. */
 	test::TempPath tmp;
 	auto store = IndexStore::create(tmp.path(), meta_for(Metric::L2, 784), IndexStore::Options());
-	std::vector<float> v(784, 1.0f);
+	std::vector<float> v(784, 1.5f);
 	lmdb::run_write(store->env(), [&](lmdb::Txn &txn) {
 		StoreWriter w(*store, txn);
 		for (uint32_t id = 0; id < 200; id++)
@@ -165,7 +168,7 @@ TEST(Store, VectorsAreCacheLineAligned)
 	lmdb::Txn txn(store->env(), true);
 	StoreReader r(*store, txn);
 	for (uint32_t id = 0; id < 200; id++)
-		EXPECT_EQ(reinterpret_cast<uintptr_t>(r.vector(id)) % 64, 0u) << id;
+		EXPECT_EQ(reinterpret_cast<uintptr_t>(r.vector(id).data) % 64, 0u) << id;
 }
 
 TEST(Store, MissingAndForeignFiles)
@@ -198,7 +201,7 @@ TEST(Store, CreateReplacesExistingFile)
 	auto store = IndexStore::create(tmp.path(), meta_for(Metric::L2, 2), IndexStore::Options());
 	lmdb::Txn txn(store->env(), true);
 	StoreReader r(*store, txn);
-	EXPECT_EQ(r.vector(0), nullptr);
+	EXPECT_FALSE(r.vector(0));
 }
 
 TEST(Store, Tombstones)

@@ -149,4 +149,17 @@ stored_form(Metric metric, const float *v, uint32_t dims)
 	return out;
 }
 
+/// The floats of an item's stored vector, whatever its encoding; empty when it has none.
+inline std::vector<float>
+stored_floats(StoreReader &reader, uint32_t id)
+{
+	VectorRef v = reader.vector(id);
+	if (!v)
+		return {};
+	const IndexMeta &meta = reader.store().cached_meta();
+	std::vector<float> out(meta.params.dims);
+	decode_vector(v, meta.vector_bytes, meta.params.dims, reinterpret_cast<uint8_t *>(out.data()));
+	return out;
+}
+
 } // namespace hannoy::test

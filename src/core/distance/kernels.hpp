@@ -27,6 +27,14 @@ struct Kernels {
 	float (*l1)(const float *a, const float *b, size_t n);
 	/// Number of differing bits between two byte strings of nbytes bytes.
 	uint64_t (*hamming)(const uint8_t *a, const uint8_t *b, size_t nbytes);
+	/// The float kernels with `b` (or both) stored one byte per element (Encoding::U8, see
+	/// metric.hpp): the result is bit for bit the float kernel's on the decoded floats.
+	float (*l2_squared_fb)(const float *a, const uint8_t *b, size_t n);
+	float (*dot_fb)(const float *a, const uint8_t *b, size_t n);
+	float (*l1_fb)(const float *a, const uint8_t *b, size_t n);
+	float (*l2_squared_bb)(const uint8_t *a, const uint8_t *b, size_t n);
+	float (*dot_bb)(const uint8_t *a, const uint8_t *b, size_t n);
+	float (*l1_bb)(const uint8_t *a, const uint8_t *b, size_t n);
 	/// Short name shown by hannoy_kernels() and in the benchmark ("scalar", "avx2", "avx512").
 	const char *name;
 };

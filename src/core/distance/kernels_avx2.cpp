@@ -64,12 +64,37 @@ struct L1Step {
 	}
 };
 
+/// Loads 8 lanes as floats from float storage.
+struct FloatLoad {
+	using Element = float;
+	static __m256 load(const float *p) { return _mm256_loadu_ps(p); }
+	static __m256 load_first(size_t r, const float *p) { return _mm256_maskload_ps(p, tail_mask(r)); }
+};
+
+/// Loads 8 lanes as floats from one byte per element (Encoding::U8): the same values as the
+/// floats they encode, so sums over them are bit for bit those over the floats.
+struct ByteLoad {
+	using Element = uint8_t;
+	static __m256 load(const uint8_t *p)
+	{
+		return _mm256_cvtepi32_ps(
+			_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(p))));
+	}
+	static __m256 load_first(size_t r, const uint8_t *p)
+	{
+		uint8_t bytes[8] = {};
+		std::memcpy(bytes, p, r);
+		return load(bytes);
+	}
+};
+
 /// sum(term(a[i], b[i])) with four independent 8-lane accumulators, so four FMAs are in
 /// flight per step; the 0..31 leftover floats use up to two full steps and one masked one.
-/// The summation order depends only on n, never on addresses, so results are reproducible.
-template <class Op>
+/// The summation order depends only on n, never on addresses or on how the elements are
+/// stored, so results are reproducible.
+template <class Op, class A = FloatLoad, class B = FloatLoad>
 inline float
-sum_terms(const float *a, const float *b, size_t n)
+sum_terms(const typename A::Element *a, const typename B::Element *b, size_t n)
 {
 	__m256 acc0 = _mm256_setzero_ps();
 	__m256 acc1 = _mm256_setzero_ps();
@@ -77,24 +102,22 @@ sum_terms(const float *a, const float *b, size_t n)
 	__m256 acc3 = _mm256_setzero_ps();
 	size_t i = 0;
 	for (; i + 32 <= n; i += 32) {
-		acc0 = Op::step(acc0, _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
-		acc1 = Op::step(acc1, _mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
-		acc2 = Op::step(acc2, _mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16));
-		acc3 = Op::step(acc3, _mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24));
+		acc0 = Op::step(acc0, A::load(a + i), B::load(b + i));
+		acc1 = Op::step(acc1, A::load(a + i + 8), B::load(b + i + 8));
+		acc2 = Op::step(acc2, A::load(a + i + 16), B::load(b + i + 16));
+		acc3 = Op::step(acc3, A::load(a + i + 24), B::load(b + i + 24));
 	}
 	if (i + 16 <= n) {
-		acc0 = Op::step(acc0, _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
-		acc1 = Op::step(acc1, _mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+		acc0 = Op::step(acc0, A::load(a + i), B::load(b + i));
+		acc1 = Op::step(acc1, A::load(a + i + 8), B::load(b + i + 8));
 		i += 16;
 	}
 	if (i + 8 <= n) {
-		acc2 = Op::step(acc2, _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+		acc2 = Op::step(acc2, A::load(a + i), B::load(b + i));
 		i += 8;
 	}
-	if (i < n) {
-		__m256i mask = tail_mask(n - i);
-		acc3 = Op::step(acc3, _mm256_maskload_ps(a + i, mask), _mm256_maskload_ps(b + i, mask));
-	}
+	if (i < n)
+		acc3 = Op::step(acc3, A::load_first(n - i, a + i), B::load_first(n - i, b + i));
 	return horizontal_sum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
 
@@ -114,6 +137,42 @@ float
 l1(const float *a, const float *b, size_t n)
 {
 	return sum_terms<L1Step>(a, b, n);
+}
+
+float
+l2_squared_fb(const float *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<L2Step, FloatLoad, ByteLoad>(a, b, n);
+}
+
+float
+dot_fb(const float *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<DotStep, FloatLoad, ByteLoad>(a, b, n);
+}
+
+float
+l1_fb(const float *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<L1Step, FloatLoad, ByteLoad>(a, b, n);
+}
+
+float
+l2_squared_bb(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<L2Step, ByteLoad, ByteLoad>(a, b, n);
+}
+
+float
+dot_bb(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<DotStep, ByteLoad, ByteLoad>(a, b, n);
+}
+
+float
+l1_bb(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<L1Step, ByteLoad, ByteLoad>(a, b, n);
 }
 
 /// Loads a word from a byte pointer of any alignment.
@@ -199,7 +258,8 @@ hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
 	return c0 + c1 + c2;
 }
 
-constexpr Kernels table = {l2_squared, dot, l1, hamming, "avx2"};
+constexpr Kernels table = {l2_squared, dot,           l1,     hamming, l2_squared_fb, dot_fb,
+						   l1_fb,      l2_squared_bb, dot_bb, l1_bb,   "avx2"};
 
 } // namespace
 

@@ -71,13 +71,42 @@ horizontal_sum(__m512i v)
 	return static_cast<uint64_t>(_mm_cvtsi128_si64(s));
 }
 
+/// Loads 16 lanes as floats from float storage.
+struct FloatLoad {
+	using Element = float;
+	static __m512 load(const float *p) { return _mm512_loadu_ps(p); }
+	static __m512 load_first(__mmask16 mask, const float *p) { return _mm512_maskz_loadu_ps(mask, p); }
+};
+
+/// Loads 16 lanes as floats from one byte per element (Encoding::U8): the same values as the
+/// floats they encode, so sums over them are bit for bit those over the floats.
+/// (The zero-masking conversions stand in for the plain ones, whose g++ 12 headers trip
+/// -Wmaybe-uninitialized: same instructions, all lanes enabled.)
+struct ByteLoad {
+	using Element = uint8_t;
+	static __m512 widen(__m128i bytes)
+	{
+		constexpr __mmask16 all = 0xffff;
+		return _mm512_maskz_cvtepi32_ps(all, _mm512_maskz_cvtepu8_epi32(all, bytes));
+	}
+	static __m512 load(const uint8_t *p)
+	{
+		return widen(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+	}
+	static __m512 load_first(__mmask16 mask, const uint8_t *p)
+	{
+		return widen(_mm_maskz_loadu_epi8(mask, p));
+	}
+};
+
 /// sum(term(a[i], b[i])) with four independent 16-lane accumulators; the 0..63 leftover floats
 /// use up to three full steps and one masked step, so no scalar loop remains. The summation
-/// order depends only on n, never on addresses, so results are reproducible; callers keep
-/// vectors 64-byte aligned (see codec.hpp) because loads crossing cache lines cost twice.
-template <class Op>
+/// order depends only on n, never on addresses or on how the elements are stored, so results
+/// are reproducible; callers keep float vectors 64-byte aligned (see codec.hpp) because loads
+/// crossing cache lines cost twice.
+template <class Op, class A = FloatLoad, class B = FloatLoad>
 inline float
-sum_terms(const float *a, const float *b, size_t n)
+sum_terms(const typename A::Element *a, const typename B::Element *b, size_t n)
 {
 	__m512 acc0 = _mm512_setzero_ps();
 	__m512 acc1 = _mm512_setzero_ps();
@@ -85,23 +114,23 @@ sum_terms(const float *a, const float *b, size_t n)
 	__m512 acc3 = _mm512_setzero_ps();
 	size_t i = 0;
 	for (; i + 64 <= n; i += 64) {
-		acc0 = Op::step(acc0, _mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
-		acc1 = Op::step(acc1, _mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
-		acc2 = Op::step(acc2, _mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32));
-		acc3 = Op::step(acc3, _mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48));
+		acc0 = Op::step(acc0, A::load(a + i), B::load(b + i));
+		acc1 = Op::step(acc1, A::load(a + i + 16), B::load(b + i + 16));
+		acc2 = Op::step(acc2, A::load(a + i + 32), B::load(b + i + 32));
+		acc3 = Op::step(acc3, A::load(a + i + 48), B::load(b + i + 48));
 	}
 	if (i + 32 <= n) {
-		acc0 = Op::step(acc0, _mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
-		acc1 = Op::step(acc1, _mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
+		acc0 = Op::step(acc0, A::load(a + i), B::load(b + i));
+		acc1 = Op::step(acc1, A::load(a + i + 16), B::load(b + i + 16));
 		i += 32;
 	}
 	if (i + 16 <= n) {
-		acc2 = Op::step(acc2, _mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+		acc2 = Op::step(acc2, A::load(a + i), B::load(b + i));
 		i += 16;
 	}
 	if (i < n) {
 		__mmask16 mask = static_cast<__mmask16>((1u << (n - i)) - 1);
-		acc3 = Op::step(acc3, _mm512_maskz_loadu_ps(mask, a + i), _mm512_maskz_loadu_ps(mask, b + i));
+		acc3 = Op::step(acc3, A::load_first(mask, a + i), B::load_first(mask, b + i));
 	}
 	return horizontal_sum(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
 }
@@ -122,6 +151,42 @@ float
 l1(const float *a, const float *b, size_t n)
 {
 	return sum_terms<L1Step>(a, b, n);
+}
+
+float
+l2_squared_fb(const float *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<L2Step, FloatLoad, ByteLoad>(a, b, n);
+}
+
+float
+dot_fb(const float *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<DotStep, FloatLoad, ByteLoad>(a, b, n);
+}
+
+float
+l1_fb(const float *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<L1Step, FloatLoad, ByteLoad>(a, b, n);
+}
+
+float
+l2_squared_bb(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<L2Step, ByteLoad, ByteLoad>(a, b, n);
+}
+
+float
+dot_bb(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<DotStep, ByteLoad, ByteLoad>(a, b, n);
+}
+
+float
+l1_bb(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	return sum_terms<L1Step, ByteLoad, ByteLoad>(a, b, n);
 }
 
 inline __m512i
@@ -155,7 +220,8 @@ hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
 	return horizontal_sum(_mm512_add_epi64(acc0, acc1));
 }
 
-constexpr Kernels table = {l2_squared, dot, l1, hamming, "avx512"};
+constexpr Kernels table = {l2_squared, dot,           l1,     hamming, l2_squared_fb, dot_fb,
+						   l1_fb,      l2_squared_bb, dot_bb, l1_bb,   "avx512"};
 
 } // namespace
 

@@ -22,42 +22,63 @@ namespace
 constexpr size_t lanes = 8;
 
 /// sum(term(a[i], b[i])) with `lanes` partial sums combined pairwise at the end.
-template <class Term>
+/// Elements may be floats or bytes (Encoding::U8): a byte converts exactly to the float it
+/// encodes, so the sum is the same either way.
+template <class A, class B, class Term>
 inline float
-sum_terms(const float *a, const float *b, size_t n, Term term)
+sum_terms(const A *a, const B *b, size_t n, Term term)
 {
 	float acc[lanes] = {};
 	size_t i = 0;
 	for (; i + lanes <= n; i += lanes)
 		for (size_t j = 0; j < lanes; j++)
-			acc[j] += term(a[i + j], b[i + j]);
+			acc[j] += term(static_cast<float>(a[i + j]), static_cast<float>(b[i + j]));
 
 	float tail = 0.0f;
 	for (; i < n; i++)
-		tail += term(a[i], b[i]);
+		tail += term(static_cast<float>(a[i]), static_cast<float>(b[i]));
 
 	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
-float
-l2_squared(const float *a, const float *b, size_t n)
+inline float
+l2_term(float x, float y)
 {
-	return sum_terms(a, b, n, [](float x, float y) {
-		float d = x - y;
-		return d * d;
-	});
+	float d = x - y;
+	return d * d;
 }
 
-float
-dot(const float *a, const float *b, size_t n)
+inline float
+dot_term(float x, float y)
 {
-	return sum_terms(a, b, n, [](float x, float y) { return x * y; });
+	return x * y;
 }
 
-float
-l1(const float *a, const float *b, size_t n)
+inline float
+l1_term(float x, float y)
 {
-	return sum_terms(a, b, n, [](float x, float y) { return std::fabs(x - y); });
+	return std::fabs(x - y);
+}
+
+template <class A, class B>
+float
+l2_squared(const A *a, const B *b, size_t n)
+{
+	return sum_terms(a, b, n, l2_term);
+}
+
+template <class A, class B>
+float
+dot(const A *a, const B *b, size_t n)
+{
+	return sum_terms(a, b, n, dot_term);
+}
+
+template <class A, class B>
+float
+l1(const A *a, const B *b, size_t n)
+{
+	return sum_terms(a, b, n, l1_term);
 }
 
 /// Loads a word from a byte pointer of any alignment.
@@ -87,7 +108,17 @@ hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
 	return c0 + c1;
 }
 
-constexpr Kernels table = {l2_squared, dot, l1, hamming, "scalar"};
+constexpr Kernels table = {l2_squared<float, float>,
+						   dot<float, float>,
+						   l1<float, float>,
+						   hamming,
+						   l2_squared<float, uint8_t>,
+						   dot<float, uint8_t>,
+						   l1<float, uint8_t>,
+						   l2_squared<uint8_t, uint8_t>,
+						   dot<uint8_t, uint8_t>,
+						   l1<uint8_t, uint8_t>,
+						   "scalar"};
 
 } // namespace
 

@@ -109,6 +109,125 @@ Space::augmented_distance(const float *a, const float *b) const
 	return kernels_->l2_squared(a, b, dims_) + d * d;
 }
 
+bool
+fits_u8(const float *values, size_t n) noexcept
+{
+	for (size_t i = 0; i < n; i++) {
+		float v = values[i];
+		/* The test on the bits rejects negative zero, which compares equal to 0. */
+		if (!(v >= 0.0f && v <= 255.0f) || v != static_cast<float>(static_cast<uint8_t>(v)) ||
+			std::signbit(v))
+			return false;
+	}
+	return true;
+}
+
+void
+encode_u8(const float *values, size_t n, uint8_t *out) noexcept
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = static_cast<uint8_t>(values[i]);
+}
+
+void
+decode_vector(VectorRef v, size_t raw_bytes, uint32_t dims, uint8_t *out) noexcept
+{
+	if (v.encoding == Encoding::Raw) {
+		std::memcpy(out, v.data, raw_bytes);
+		return;
+	}
+	for (uint32_t i = 0; i < dims; i++) {
+		float f = static_cast<float>(v.data[i]);
+		std::memcpy(out + static_cast<size_t>(i) * sizeof(float), &f, sizeof(float));
+	}
+}
+
+bool
+same_vector(VectorRef a, VectorRef b, size_t raw_bytes, uint32_t dims) noexcept
+{
+	if (a.encoding == b.encoding)
+		return std::memcmp(a.data, b.data, encoded_bytes(a.encoding, raw_bytes, dims)) == 0;
+	/* One U8, one raw float vector: equal when the floats are exactly those bytes. */
+	const VectorRef &bytes = a.encoding == Encoding::U8 ? a : b;
+	const VectorRef &floats = a.encoding == Encoding::U8 ? b : a;
+	for (uint32_t i = 0; i < dims; i++) {
+		float f;
+		std::memcpy(&f, floats.data + static_cast<size_t>(i) * sizeof(float), sizeof(float));
+		if (std::signbit(f) || f != static_cast<float>(bytes.data[i]))
+			return false;
+	}
+	return true;
+}
+
+float
+Space::encoded_sum(Sum sum, VectorRef a, VectorRef b) const
+{
+	/* Every kernel is symmetric: put the byte-encoded operand second. */
+	if (a.encoding == Encoding::U8 && b.encoding != Encoding::U8)
+		std::swap(a, b);
+	const auto *fa = reinterpret_cast<const float *>(a.data);
+	if (a.encoding == Encoding::Raw && b.encoding == Encoding::Raw) {
+		const auto *fb = reinterpret_cast<const float *>(b.data);
+		switch (sum) {
+		case Sum::L2:
+			return kernels_->l2_squared(fa, fb, dims_);
+		case Sum::Dot:
+			return kernels_->dot(fa, fb, dims_);
+		case Sum::L1:
+			return kernels_->l1(fa, fb, dims_);
+		}
+	}
+	if (a.encoding == Encoding::Raw) {
+		switch (sum) {
+		case Sum::L2:
+			return kernels_->l2_squared_fb(fa, b.data, dims_);
+		case Sum::Dot:
+			return kernels_->dot_fb(fa, b.data, dims_);
+		case Sum::L1:
+			return kernels_->l1_fb(fa, b.data, dims_);
+		}
+	}
+	switch (sum) {
+	case Sum::L2:
+		return kernels_->l2_squared_bb(a.data, b.data, dims_);
+	case Sum::Dot:
+		return kernels_->dot_bb(a.data, b.data, dims_);
+	case Sum::L1:
+		return kernels_->l1_bb(a.data, b.data, dims_);
+	}
+	return 0.0f;
+}
+
+float
+Space::dot(VectorRef a, VectorRef b) const
+{
+	return encoded_sum(Sum::Dot, a, b);
+}
+
+float
+Space::encoded_distance(VectorRef a, VectorRef b) const
+{
+	switch (metric_) {
+	case Metric::L2:
+		return encoded_sum(Sum::L2, a, b);
+	case Metric::Cosine:
+		return 1.0f - encoded_sum(Sum::Dot, a, b);
+	case Metric::InnerProduct:
+		if (augmented_) {
+			float extra_a = std::sqrt(std::max(0.0f, max_norm_sq_ - encoded_sum(Sum::Dot, a, a)));
+			float extra_b = std::sqrt(std::max(0.0f, max_norm_sq_ - encoded_sum(Sum::Dot, b, b)));
+			float d = extra_a - extra_b;
+			return encoded_sum(Sum::L2, a, b) + d * d;
+		}
+		return -encoded_sum(Sum::Dot, a, b);
+	case Metric::L1:
+		return encoded_sum(Sum::L1, a, b);
+	case Metric::Hamming:
+		break;
+	}
+	throw Error(ErrorCode::Internal, "hannoy: encoded vector in a hamming index");
+}
+
 void
 check_finite(const float *values, uint32_t dims)
 {

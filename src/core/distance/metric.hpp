@@ -32,6 +32,39 @@ enum class Quantization : uint8_t {
 	Binary = 1, ///< traverse with one sign bit per dimension, re-rank with full vectors
 };
 
+/// How the elements of one stored vector are written. Recorded in every vector block (see
+/// codec.hpp): never renumber.
+enum class Encoding : uint8_t {
+	Raw = 0, ///< the stored form as it is: floats, or a hamming index's bit string
+	/// Floats that are all integers 0..255 (pixels, SIFT-like descriptors), one byte each.
+	/// Lossless: every kernel gives bit for bit the result it gives on the floats, while a
+	/// search reads a quarter of the memory.
+	U8 = 1,
+};
+
+/// A stored vector: where it is and how its elements are written.
+struct VectorRef {
+	const uint8_t *data = nullptr;
+	Encoding encoding = Encoding::Raw;
+	explicit operator bool() const { return data != nullptr; }
+};
+
+/// Bytes of one stored vector of `raw_bytes` bytes in its raw form (`dims` elements).
+inline size_t
+encoded_bytes(Encoding encoding, size_t raw_bytes, uint32_t dims)
+{
+	return encoding == Encoding::U8 ? dims : raw_bytes;
+}
+/// True when every element is exactly an integer 0..255 (negative zero is not: it would not
+/// come back with its sign).
+bool fits_u8(const float *values, size_t n) noexcept;
+/// Writes the U8 form of values that fit_u8().
+void encode_u8(const float *values, size_t n, uint8_t *out) noexcept;
+/// Writes the raw form of a stored vector (`raw_bytes` bytes, `dims` elements) into out.
+void decode_vector(VectorRef v, size_t raw_bytes, uint32_t dims, uint8_t *out) noexcept;
+/// Whether two stored vectors hold the same values (in whatever encodings).
+bool same_vector(VectorRef a, VectorRef b, size_t raw_bytes, uint32_t dims) noexcept;
+
 /// Largest number of float dimensions an index accepts.
 constexpr uint32_t kMaxFloatDims = 16000;
 /// Largest number of bits a hamming index accepts.
@@ -76,7 +109,16 @@ public:
 	/// Bytes of one stored vector.
 	size_t bytes() const { return bytes_; }
 
-	/// Ranking distance between two stored (preprocessed) vectors.
+	/// Ranking distance between two stored vectors (or a query, in raw form, and a stored
+	/// vector), in any encodings: the same as between their raw forms.
+	float distance(VectorRef a, VectorRef b) const
+	{
+		if (a.encoding == Encoding::Raw && b.encoding == Encoding::Raw)
+			return distance(a.data, b.data);
+		return encoded_distance(a, b);
+	}
+
+	/// Ranking distance between two vectors in raw form.
 	float distance(const void *a, const void *b) const
 	{
 		switch (metric_) {
@@ -97,7 +139,13 @@ public:
 		return 0.0f;
 	}
 
+	/// Dot product of two vectors in any encodings (as the inner-product kernels compute it).
+	float dot(VectorRef a, VectorRef b) const;
+
 private:
+	enum class Sum { L2, Dot, L1 };
+	float encoded_sum(Sum sum, VectorRef a, VectorRef b) const;
+	float encoded_distance(VectorRef a, VectorRef b) const;
 	float augmented_distance(const float *a, const float *b) const;
 
 	Metric metric_;

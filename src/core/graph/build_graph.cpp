@@ -201,8 +201,8 @@ standard_normal(uint64_t &state)
 } // namespace
 
 void
-BuildGraph::arrange_for_locality(void *region, const Space &space,
-								 const std::vector<const uint8_t *> &vectors, const std::vector<float> &mean)
+BuildGraph::arrange_for_locality(void *region, const Space &space, const std::vector<VectorRef> &vectors,
+								 const std::vector<float> &mean)
 {
 	auto *h = static_cast<Header *>(region);
 	if (!metric_uses_floats(space.metric()) || h->order_size < kLocalityMinItems ||
@@ -237,8 +237,9 @@ BuildGraph::arrange_for_locality(void *region, const Space &space,
 		const uint32_t id = order[i];
 		uint64_t bucket = 0;
 		for (uint32_t b = 0; b < bits; b++) {
-			float projection = kernels.dot(&directions[static_cast<size_t>(b) * dims],
-										   reinterpret_cast<const float *>(vectors[id]), dims);
+			const float *direction = &directions[static_cast<size_t>(b) * dims];
+			float projection = space.dot(
+				VectorRef{reinterpret_cast<const uint8_t *>(direction), Encoding::Raw}, vectors[id]);
 			bucket = bucket << 1 | (projection > thresholds[b] ? 1u : 0u);
 		}
 		uint64_t round = mix64(h->level_seed ^ (uint64_t(id) << 1 | 1)) % kLocalityRounds;
@@ -287,7 +288,7 @@ BuildGraph::abandoned(const void *region)
 	return __atomic_load_n(&static_cast<const Header *>(region)->stop, __ATOMIC_RELAXED) != 0;
 }
 
-BuildGraph::BuildGraph(void *region, const Space &space, std::vector<const uint8_t *> vectors)
+BuildGraph::BuildGraph(void *region, const Space &space, std::vector<VectorRef> vectors)
 	: header_(static_cast<Header *>(region)), space_(space), vectors_(std::move(vectors))
 {
 	if (header_->magic != kRegionMagic || vectors_.size() != header_->items)
@@ -464,7 +465,7 @@ BuildGraph::insert(uint32_t id)
 	if (id == entry || entry == kNoItem)
 		return;
 	uint8_t level = levels_[id];
-	const void *query = vectors_[id];
+	VectorRef query = vectors_[id];
 	entry_points_.assign(1, Candidate{space_.distance(query, vectors_[entry]), entry});
 	descend(*this, query, entry_points_, max_level, level, 1, scratch_, size(), found_);
 	for (int layer = std::min<int>(level, max_level); layer >= 0; layer--) {

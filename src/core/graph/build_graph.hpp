@@ -52,8 +52,7 @@ public:
 	/// are inserted close together in time (float vectors only, `mean` their centroid; see
 	/// build_graph.cpp). Run by one participant, after initialize() and before any other
 	/// attaches.
-	static void arrange_for_locality(void *region, const Space &space,
-									 const std::vector<const uint8_t *> &vectors,
+	static void arrange_for_locality(void *region, const Space &space, const std::vector<VectorRef> &vectors,
 									 const std::vector<float> &mean);
 
 	/// Items of an initialized region.
@@ -68,8 +67,8 @@ public:
 	static bool abandoned(const void *region);
 
 	/// Attaches to an initialized region. `space` computes traversal distances over this
-	/// process's pointers `vectors[id]` (valid while the object is used).
-	BuildGraph(void *region, const Space &space, std::vector<const uint8_t *> vectors);
+	/// process's stored vectors `vectors[id]` (valid while the object is used).
+	BuildGraph(void *region, const Space &space, std::vector<VectorRef> vectors);
 
 	/// Claims items from the shared insertion order and links them until none is left. Safe to
 	/// run in many participants at once. `between` runs after each claimed batch with the number
@@ -98,7 +97,7 @@ public:
 	uint32_t capacity(uint8_t layer) const { return layer == 0 ? m0_ : m_; }
 
 	/* Graph interface used by the algorithms in hnsw.hpp. */
-	bool distance_to(const void *query, uint32_t id, float *out) const
+	bool distance_to(VectorRef query, uint32_t id, float *out) const
 	{
 		*out = space_.distance(query, vectors_[id]);
 		return true;
@@ -107,7 +106,7 @@ public:
 	bool zero_is_duplicate() const { return space_.zero_is_duplicate(); }
 	/// Appends a copy of a list, taken under the node's lock.
 	void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const;
-	const void *vector(uint32_t id) const { return vectors_[id]; }
+	VectorRef vector(uint32_t id) const { return vectors_[id]; }
 	/// Sets slot `slot` of item `target`'s layer-0 list (slot == its size: appends).
 	void set_link(uint32_t target, size_t slot, uint32_t id, float dist);
 
@@ -130,7 +129,7 @@ private:
 	uint32_t m_;
 	uint32_t m0_;
 	uint32_t ef_construction_;
-	std::vector<const uint8_t *> vectors_;
+	std::vector<VectorRef> vectors_;
 
 	/* Views into the region. */
 	uint8_t *levels_;

@@ -58,13 +58,13 @@ PrivateConstruction::run(void *, const std::function<void(bool leader)> &partici
 		std::rethrow_exception(failure);
 }
 
-std::vector<const uint8_t *>
+std::vector<VectorRef>
 construction_vectors(StoreReader &reader, uint32_t n, bool codes)
 {
-	std::vector<const uint8_t *> vectors(n);
+	std::vector<VectorRef> vectors(n);
 	for (uint32_t id = 0; id < n; id++) {
-		vectors[id] = codes ? reader.code(id) : reader.vector(id);
-		if (vectors[id] == nullptr)
+		vectors[id] = codes ? VectorRef{reader.code(id), Encoding::Raw} : reader.vector(id);
+		if (!vectors[id])
 			throw Error(ErrorCode::Internal, format("hannoy build lost the vector of item %u", id));
 	}
 	return vectors;
@@ -75,7 +75,7 @@ namespace
 
 /* Links claimed items; a participant that fails stops the others at their next claim. */
 void
-participate(void *region, const Space &space, const std::vector<const uint8_t *> &vectors,
+participate(void *region, const Space &space, const std::vector<VectorRef> &vectors,
 			const std::function<void(uint32_t)> &between)
 {
 	try {
@@ -98,7 +98,7 @@ link_claimed_items(IndexStore &store, void *region, const std::function<void(uin
 	store.set_cached_meta(reader.meta());
 	Traversal traversal = Traversal::for_construction(store.cached_meta());
 	uint32_t n = BuildGraph::region_items(region);
-	std::vector<const uint8_t *> vectors = construction_vectors(reader, n, traversal.codes);
+	std::vector<VectorRef> vectors = construction_vectors(reader, n, traversal.codes);
 	participate(region, traversal.space, vectors, between);
 }
 
@@ -113,6 +113,7 @@ IndexBuilder::take_census(uint32_t n)
 	const uint32_t dims = meta.params.dims;
 	std::vector<double> sum(float_vectors ? dims : 0, 0.0);
 	float max_norm_sq = 0.0f;
+	std::vector<float> decoded(float_vectors ? dims : 0);
 	lmdb::Txn txn(store_.env(), true);
 	StoreReader reader(store_, txn);
 	MDB_cursor *cursor = nullptr;
@@ -126,13 +127,17 @@ IndexBuilder::take_census(uint32_t n)
 			throw Error(ErrorCode::Internal, format("hannoy build found item %u beyond its %u slots", id, n));
 		}
 		census.present[id] = 1;
-		const uint8_t *vector = reader.vector(id);
-		if (vector == nullptr) {
+		VectorRef vector = reader.vector(id);
+		if (!vector) {
 			mdb_cursor_close(cursor);
 			throw Error(ErrorCode::Internal, format("hannoy build lost the vector of item %u", id));
 		}
-		census.hashes.emplace_back(vector_hash(vector, meta.vector_bytes), id);
-		const float *floats = reinterpret_cast<const float *>(vector);
+		census.hashes.emplace_back(stored_vector_hash(vector, meta.vector_bytes, dims), id);
+		const float *floats = reinterpret_cast<const float *>(vector.data);
+		if (vector.encoding != Encoding::Raw) {
+			decode_vector(vector, meta.vector_bytes, dims, reinterpret_cast<uint8_t *>(decoded.data()));
+			floats = decoded.data();
+		}
 		if (float_vectors)
 			for (uint32_t i = 0; i < dims; i++)
 				sum[i] += floats[i];
@@ -167,6 +172,7 @@ IndexBuilder::write_codes(uint32_t n, const std::vector<float> &centroid)
 		static_cast<uint32_t>(std::max<size_t>(1, (size_t(32) << 20) / block_bytes));
 	uint32_t blocks = (n + per_block - 1) / per_block;
 	std::vector<uint8_t> chunk;
+	std::vector<float> decoded(meta.params.dims);
 	for (uint32_t first = 0; first < blocks; first += blocks_per_chunk) {
 		uint32_t last = std::min(blocks, first + blocks_per_chunk);
 		chunk.assign(static_cast<size_t>(last - first) * block_bytes, 0);
@@ -174,13 +180,15 @@ IndexBuilder::write_codes(uint32_t n, const std::vector<float> &centroid)
 			lmdb::Txn txn(store_.env(), true);
 			StoreReader reader(store_, txn);
 			for (uint32_t id = first * per_block; id < std::min(n, last * per_block); id++) {
-				const uint8_t *vector = reader.vector(id);
-				if (vector == nullptr)
+				VectorRef vector = reader.vector(id);
+				if (!vector)
 					throw Error(ErrorCode::Internal, format("hannoy build lost the vector of item %u", id));
 				size_t offset = static_cast<size_t>(id / per_block - first) * block_bytes +
 								kBlockHeaderBytes + (id % per_block) * code_bytes;
-				binary_quantize_centered(reinterpret_cast<const float *>(vector), centroid.data(),
-										 meta.params.dims, chunk.data() + offset);
+				decode_vector(vector, meta.vector_bytes, meta.params.dims,
+							  reinterpret_cast<uint8_t *>(decoded.data()));
+				binary_quantize_centered(decoded.data(), centroid.data(), meta.params.dims,
+										 chunk.data() + offset);
 			}
 		}
 		lmdb::run_write(store_.env(), [&](lmdb::Txn &txn) {
@@ -215,11 +223,11 @@ IndexBuilder::fold_duplicates(Census &census)
 			groups.clear();
 			for (size_t i = start; i < end && end - start > 1; i++) {
 				uint32_t id = hashes[i].second;
-				const uint8_t *vector = reader.vector(id);
+				VectorRef vector = reader.vector(id);
 				bool joined = false;
 				for (auto &group : groups) {
-					if (group.second < kMaxTidsPerItem &&
-						std::memcmp(reader.vector(group.first), vector, meta.vector_bytes) == 0) {
+					if (group.second < kMaxTidsPerItem && same_vector(reader.vector(group.first), vector,
+																	  meta.vector_bytes, meta.params.dims)) {
 						folds.emplace_back(id, group.first);
 						group.second++;
 						present[id] = 0;
@@ -319,7 +327,7 @@ IndexBuilder::finish(const Progress &progress, GraphConstruction *construction)
 	BuildGraph::initialize(region, bytes, shape, present);
 	graph_memory_ = bytes;
 
-	std::vector<const uint8_t *> vectors;
+	std::vector<VectorRef> vectors;
 	std::unique_ptr<BuildGraph> graph;
 	{
 		lmdb::Txn txn(store_.env(), true);

@@ -54,7 +54,7 @@ private:
 /// Pointers to the traversal vectors (binary codes when the graph is built over them) of
 /// items 0..n-1, valid while `reader`'s transaction is open. Holes (ids without an item)
 /// point at their zero-filled slot.
-std::vector<const uint8_t *> construction_vectors(StoreReader &reader, uint32_t n, bool codes);
+std::vector<VectorRef> construction_vectors(StoreReader &reader, uint32_t n, bool codes);
 
 /// A participant of a construction in another process: maps `store`'s vectors in a read
 /// transaction of its own and links claimed items of `region` until none is left.

@@ -4,7 +4,7 @@
  * Hierarchical Navigable Small World graphs", 2016/2018).
  *
  * Both graphs expose the same small interface to these templates:
- *   bool distance_to(const void *query, uint32_t id, float *out)  // false: item has no vector
+ *   bool distance_to(VectorRef query, uint32_t id, float *out)  // false: item has no vector
  *   float distance_between(uint32_t a, uint32_t b)
  *   void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out)  // appends
  *   bool zero_is_duplicate()  // whether distance 0 means identical vectors
@@ -185,8 +185,7 @@ struct AcceptAll {
 /// Greedy walk on one layer (ef = 1): moves to a closer neighbour until none is closer.
 template <typename Graph>
 Candidate
-greedy_closest(Graph &graph, const void *query, Candidate current, uint8_t layer,
-			   std::vector<uint32_t> &buffer)
+greedy_closest(Graph &graph, VectorRef query, Candidate current, uint8_t layer, std::vector<uint32_t> &buffer)
 {
 	for (bool changed = true; changed;) {
 		changed = false;
@@ -215,7 +214,7 @@ constexpr uint32_t kUpperLayerBeam = 8;
 /// filter rejects are traversed but never returned.
 template <typename Graph, typename Filter>
 void
-search_layer(Graph &graph, const void *query, const std::vector<Candidate> &entry, uint32_t ef, uint8_t layer,
+search_layer(Graph &graph, VectorRef query, const std::vector<Candidate> &entry, uint32_t ef, uint8_t layer,
 			 const Filter &accept, SearchScratch &scratch, size_t id_capacity, std::vector<Candidate> &out)
 {
 	auto &candidates = scratch.candidates;
@@ -329,7 +328,7 @@ namespace hannoy
 /// nodes per layer (1: greedy); on return `entry` holds the entry points for `bottom`.
 template <typename Graph>
 void
-descend(Graph &graph, const void *query, std::vector<Candidate> &entry, int top, int bottom, uint32_t beam,
+descend(Graph &graph, VectorRef query, std::vector<Candidate> &entry, int top, int bottom, uint32_t beam,
 		SearchScratch &scratch, size_t id_capacity, std::vector<Candidate> &buffer)
 {
 	for (int layer = top; layer > bottom; layer--) {
@@ -415,9 +414,9 @@ connect_unreachable(Graph &graph, const std::vector<uint32_t> &items, uint32_t e
 	for (uint32_t id : items) {
 		if (reached[id])
 			continue;
-		const void *query = graph.vector(id);
+		VectorRef query = graph.vector(id);
 		float d;
-		if (query == nullptr || !graph.distance_to(query, entry, &d))
+		if (!query || !graph.distance_to(query, entry, &d))
 			continue;
 		entry_points.assign(1, Candidate{d, entry});
 		descend(graph, query, entry_points, max_level, 0, 1, scratch, id_capacity, found);

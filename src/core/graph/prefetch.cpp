@@ -148,11 +148,16 @@ prefetch_search_start(IndexStore &store, size_t budget)
 	size_t upper_nodes = 0;
 	/* Quantized indexes traverse binary codes; the others, vectors. */
 	bool quantized = meta.code_bytes != 0;
-	auto traversed = [&](uint32_t id) { return quantized ? reader.code(id) : reader.vector(id); };
-	size_t traversed_bytes = quantized ? meta.code_bytes : meta.vector_bytes;
+	auto traversed = [&](uint32_t id) {
+		return quantized ? VectorRef{reader.code(id), Encoding::Raw} : reader.vector(id);
+	};
+	auto traversed_bytes = [&](VectorRef v) {
+		return quantized ? meta.code_bytes : encoded_bytes(v.encoding, meta.vector_bytes, meta.params.dims);
+	};
 	std::unordered_set<uint32_t> seen{meta.entry_point};
 	std::vector<uint32_t> neighbours;
-	bool room = advice.add(traversed(meta.entry_point), traversed_bytes);
+	VectorRef entry = traversed(meta.entry_point);
+	bool room = advice.add(entry.data, traversed_bytes(entry));
 	for (int layer = meta.max_level; layer >= 1 && room; layer--) {
 		/* Every node reached so far is on this layer too (a node's level covers every layer
 		 * below it); expand along this layer's links. */
@@ -166,7 +171,8 @@ prefetch_search_start(IndexStore &store, size_t budget)
 					continue;
 				queue.push_back(id);
 				upper_nodes++;
-				room = advice.add(traversed(id), traversed_bytes);
+				VectorRef v = traversed(id);
+				room = advice.add(v.data, traversed_bytes(v));
 				if (!room)
 					break;
 			}

@@ -104,11 +104,15 @@ BulkLoader::flush(bool final)
 
 	/* A sole loader writes keys in order (appends); loaders sharing a file interleave. */
 	const unsigned append = shared_blocks_ == nullptr ? MDB_APPEND : 0;
+	const IndexParams &params = store_.cached_meta().params;
+	std::vector<uint8_t> record;
 	lmdb::run_write(store_.env(), [&](lmdb::Txn &txn) {
 		StoreWriter writer(store_, txn);
 		for (const auto &b : full_blocks_) {
 			auto key = block_key(b.first);
-			txn.put(store_.vectors_dbi(), key.data(), key.size(), b.second.data(), b.second.size(), append);
+			encode_vector_block(b.second.data() + kBlockHeaderBytes, per_block_, vector_bytes_, params.dims,
+								metric_uses_floats(params.metric), record);
+			txn.put(store_.vectors_dbi(), key.data(), key.size(), record.data(), record.size(), append);
 		}
 		ItemRecord item;
 		item.tids.resize(1);
@@ -295,7 +299,7 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 		/* Counted one by one: link() starts a new graph when no live item exists yet. */
 		for (const Fresh &f : fresh) {
 			link(writer, meta, tombstones, f.id, f.level,
-				 traversal_.codes ? writer.code(f.id) : writer.vector(f.id));
+				 traversal_.codes ? VectorRef{writer.code(f.id), Encoding::Raw} : writer.vector(f.id));
 			meta.live_items++;
 		}
 
@@ -322,7 +326,7 @@ Inserter::insert(const std::vector<NewItem> &items, uint32_t dims)
 
 void
 Inserter::link(StoreWriter &writer, IndexMeta &meta, const Bitmap &tombstones, uint32_t id, uint8_t level,
-			   const uint8_t *vector)
+			   VectorRef vector)
 {
 	StoreGraph graph(writer, traversal_);
 	const uint32_t m = meta.params.m;
@@ -660,9 +664,9 @@ link_orphans(StoreWriter &writer, const IndexMeta &meta, const Bitmap &dead, std
 	for (uint32_t id : candidates) {
 		if (id == meta.entry_point || dead.contains(id) || !writer.has_item(id) || live_in_degree(id) > 0)
 			continue;
-		const uint8_t *query = graph.vector(id);
+		VectorRef query = graph.vector(id);
 		float d;
-		if (query == nullptr || !graph.distance_to(query, meta.entry_point, &d))
+		if (!query || !graph.distance_to(query, meta.entry_point, &d))
 			continue;
 		/* Every node this search meets is reachable from the entry point, so linking the orphan
 		 * from one of them makes it reachable too. */
@@ -847,9 +851,9 @@ delete_tids(IndexStore &store, const std::vector<HeapTid> &tids)
 				writer.put_item(id, item);
 				continue;
 			}
-			const uint8_t *vector = writer.vector(id);
-			if (vector != nullptr)
-				writer.delete_hash(vector_hash(vector, meta.vector_bytes), id);
+			VectorRef vector = writer.vector(id);
+			if (vector)
+				writer.delete_hash(stored_vector_hash(vector, meta.vector_bytes, meta.params.dims), id);
 			writer.delete_item(id);
 			tombstones.add(id);
 			meta.live_items--;

@@ -56,21 +56,24 @@ public:
 	{
 	}
 
-	/// The traversal vector of an item (its code when quantized), or nullptr.
-	const uint8_t *vector(uint32_t id) { return codes_ ? reader_.code(id) : reader_.vector(id); }
-	bool distance_to(const void *query, uint32_t id, float *out)
+	/// The traversal vector of an item (its code when quantized), or null.
+	VectorRef vector(uint32_t id)
 	{
-		const uint8_t *v = vector(id);
-		if (v == nullptr)
+		return codes_ ? VectorRef{reader_.code(id), Encoding::Raw} : reader_.vector(id);
+	}
+	bool distance_to(VectorRef query, uint32_t id, float *out)
+	{
+		VectorRef v = vector(id);
+		if (!v)
 			return false;
 		*out = space_.distance(query, v);
 		return true;
 	}
 	float distance_between(uint32_t a, uint32_t b)
 	{
-		const uint8_t *va = vector(a);
-		const uint8_t *vb = vector(b);
-		if (va == nullptr || vb == nullptr)
+		VectorRef va = vector(a);
+		VectorRef vb = vector(b);
+		if (!va || !vb)
 			throw Error(ErrorCode::Corrupted, "hannoy index links an item without a vector", "",
 						"REINDEX the index.");
 		return space_.distance(va, vb);
@@ -84,8 +87,8 @@ public:
 		if (!read_ahead_)
 			return;
 		for (size_t i = before; i < out.size(); i++)
-			if (const uint8_t *v = vector(out[i]))
-				read_ahead(v, space_.bytes());
+			if (VectorRef v = vector(out[i]))
+				read_ahead(v.data, encoded_bytes(v.encoding, space_.bytes(), space_.dims()));
 	}
 	void set_read_ahead(bool on) { read_ahead_ = on; }
 	bool zero_is_duplicate() const { return space_.zero_is_duplicate(); }
@@ -183,7 +186,7 @@ public:
 
 private:
 	void link(StoreWriter &writer, IndexMeta &meta, const Bitmap &tombstones, uint32_t id, uint8_t level,
-			  const uint8_t *vector);
+			  VectorRef vector);
 	bool add_reverse_link(StoreWriter &writer, StoreGraph &graph, const Bitmap &tombstones, uint32_t target,
 						  uint8_t layer, uint32_t id, float dist);
 	void force_reverse_link(StoreWriter &writer, StoreGraph &graph, uint32_t target, uint32_t id);
@@ -287,6 +290,7 @@ public:
 private:
 	template <typename Filter> void expand(StoreGraph &graph, const Filter &accept);
 	void push_result(const Candidate &c);
+	VectorRef query() const { return VectorRef{query_.data(), Encoding::Raw}; }
 
 	Traversal traversal_;
 	AlignedBytes query_;
@@ -324,7 +328,7 @@ ScanSearch::expand(StoreGraph &graph, const Filter &accept)
 			if (visited_->test_and_set(id))
 				continue;
 			float d;
-			if (!graph.distance_to(query_.data(), id, &d))
+			if (!graph.distance_to(query(), id, &d))
 				continue;
 			visited_count_++;
 			Candidate c{d, id};
@@ -360,24 +364,24 @@ ScanSearch::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 			}
 			visited_->reset(meta.next_item);
 			emitted_->reset(meta.next_item);
-			const uint8_t *entry_vector = graph.vector(meta.entry_point);
-			if (entry_vector == nullptr)
+			VectorRef entry_vector = graph.vector(meta.entry_point);
+			if (!entry_vector)
 				throw Error(ErrorCode::Corrupted, "hannoy index entry point has no vector", "",
 							"REINDEX the index.");
-			cold.probe(entry_vector);
+			cold.probe(entry_vector.data);
 			graph.set_read_ahead(cold.active());
 			float d = 0.0f;
-			graph.distance_to(query_.data(), meta.entry_point, &d);
+			graph.distance_to(query(), meta.entry_point, &d);
 			round_.assign(1, Candidate{d, meta.entry_point});
 			{
 				Pooled<SearchScratch> scratch;
 				std::vector<Candidate> buffer;
-				descend(graph, query_.data(), round_, meta.max_level, 0, kUpperLayerBeam, *scratch,
-						meta.next_item, buffer);
+				descend(graph, query(), round_, meta.max_level, 0, kUpperLayerBeam, *scratch, meta.next_item,
+						buffer);
 			}
 			for (uint32_t id : seeds_) {
 				float seed_dist;
-				if (id < meta.next_item && graph.distance_to(query_.data(), id, &seed_dist))
+				if (id < meta.next_item && graph.distance_to(query(), id, &seed_dist))
 					round_.push_back(Candidate{seed_dist, id});
 			}
 			for (const Candidate &c : round_) {
@@ -499,9 +503,9 @@ ScanCursor::next(StoreReader &reader, const Filter &accept, std::vector<Candidat
 		batch_.clear();
 		bool more = search_->next(reader, accept, batch_);
 		for (Candidate &c : batch_) {
-			const uint8_t *v = reader.vector(c.id);
-			c.dist =
-				v == nullptr ? std::numeric_limits<float>::infinity() : exact_.distance(query_.data(), v);
+			VectorRef v = reader.vector(c.id);
+			c.dist = !v ? std::numeric_limits<float>::infinity()
+						: exact_.distance(VectorRef{query_.data(), Encoding::Raw}, v);
 			pending_.push_back(c);
 		}
 		std::sort(pending_.begin(), pending_.end(), closer);

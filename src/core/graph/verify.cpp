@@ -71,7 +71,7 @@ verify_store(IndexStore &store, bool check_reachability)
 				r.problem("item %u has no heap TID", id);
 			if (tombstones.contains(id))
 				r.problem("item %u is both live and tombstoned", id);
-			if (reader.vector(id) == nullptr)
+			if (!reader.vector(id))
 				r.problem("item %u has no vector", id);
 			if (meta.params.quantization == Quantization::Binary && reader.code(id) == nullptr)
 				r.problem("item %u has no binary code", id);
@@ -98,10 +98,10 @@ verify_store(IndexStore &store, bool check_reachability)
 			uint32_t id;
 			decode_hash_key(k.mv_data, k.mv_size, &hash, &id);
 			entries++;
-			const uint8_t *vector = reader.vector(id);
+			VectorRef vector = reader.vector(id);
 			if (levels.find(id) == levels.end())
 				r.problem("hash entry of item %u, which is not a live item", id);
-			else if (vector == nullptr || vector_hash(vector, meta.vector_bytes) != hash)
+			else if (!vector || stored_vector_hash(vector, meta.vector_bytes, meta.params.dims) != hash)
 				r.problem("hash entry of item %u does not match its vector", id);
 		}
 		if (entries != report.items)

@@ -327,6 +327,16 @@ vector_hash(const uint8_t *bytes, size_t size)
 	return h ^ (h >> 31);
 }
 
+uint64_t
+stored_vector_hash(VectorRef v, size_t raw_bytes, uint32_t dims)
+{
+	if (v.encoding == Encoding::Raw)
+		return vector_hash(v.data, raw_bytes);
+	std::vector<uint8_t> raw(raw_bytes);
+	decode_vector(v, raw_bytes, dims, raw.data());
+	return vector_hash(raw.data(), raw_bytes);
+}
+
 uint32_t
 decode_item_key(const void *data, size_t size)
 {
@@ -381,6 +391,46 @@ choose_block_geometry(uint32_t item_bytes, uint32_t page_size)
 	if (best.per_block == 0)
 		best.per_block = 1; /* larger than 64 pages: one item per record */
 	return best;
+}
+
+void
+encode_vector_block(const uint8_t *raw_slots, uint32_t per_block, uint32_t raw_bytes, uint32_t dims,
+					bool floats, std::vector<uint8_t> &record)
+{
+	const size_t raw_total = static_cast<size_t>(per_block) * raw_bytes;
+	const size_t elements = static_cast<size_t>(per_block) * dims;
+	const bool bytes = floats && fits_u8(reinterpret_cast<const float *>(raw_slots), elements);
+	record.assign(kBlockHeaderBytes, 0);
+	if (bytes) {
+		record[0] = static_cast<uint8_t>(Encoding::U8);
+		record.resize(kBlockHeaderBytes + elements);
+		encode_u8(reinterpret_cast<const float *>(raw_slots), elements, record.data() + kBlockHeaderBytes);
+	} else {
+		record.insert(record.end(), raw_slots, raw_slots + raw_total);
+	}
+}
+
+Encoding
+decode_block_header(const void *record, size_t size, uint32_t per_block, uint32_t raw_bytes, uint32_t dims,
+					const std::string &path, uint32_t block)
+{
+	const uint8_t *p = static_cast<const uint8_t *>(record);
+	Encoding encoding = Encoding::Raw;
+	if (size >= kBlockHeaderBytes && p[0] == static_cast<uint8_t>(Encoding::U8))
+		encoding = Encoding::U8;
+	else if (size >= kBlockHeaderBytes && p[0] != static_cast<uint8_t>(Encoding::Raw))
+		throw Error(ErrorCode::Corrupted,
+					format("hannoy index file \"%s\": vector block %u has unknown encoding %u", path.c_str(),
+						   block, static_cast<unsigned>(p[0])),
+					"", "REINDEX the index.");
+	size_t expected =
+		kBlockHeaderBytes + static_cast<size_t>(per_block) * encoded_bytes(encoding, raw_bytes, dims);
+	if (size != expected)
+		throw Error(ErrorCode::Corrupted,
+					format("hannoy index file \"%s\": vector block %u has %zu bytes, expected %zu",
+						   path.c_str(), block, size, expected),
+					"", "REINDEX the index.");
+	return encoding;
 }
 
 std::string

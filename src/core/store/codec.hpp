@@ -16,7 +16,8 @@
  *   inlinks  item id (u32 BE), layer (u8) -> the ids whose list on that layer holds the item,
  *            as id gaps (encode_id_gaps): exactly the reverse of `links` (absent when empty),
  *            so the lists pointing at a deleted item are found without reading every list
- *   vectors  block number (u32 BE) -> vectors_per_block stored vectors, back to back
+ *   vectors  block number (u32 BE) -> header (byte 0: the block's Encoding, the rest zero), then
+ *            vectors_per_block stored vectors back to back, each in that encoding
  *   codes    block number (u32 BE) -> codes_per_block binary codes (binary quantization only)
  *   hashes   hash of a stored vector (u64 BE), item id (u32 BE) -> empty: finds an item with an
  *            identical vector, so identical rows share one graph node (an item lists several TIDs)
@@ -35,7 +36,7 @@ namespace hannoy
 {
 
 /// Version of the file layout described here. Readers refuse other versions.
-constexpr uint16_t kFormatVersion = 2;
+constexpr uint16_t kFormatVersion = 3;
 /// First four bytes of the meta record: "HNNY".
 constexpr uint32_t kMetaMagic = 0x594e4e48;
 /// Item id meaning "none" (no entry point).
@@ -145,6 +146,8 @@ void decode_id_gaps(const void *data, size_t size, std::vector<uint32_t> &out, c
 
 /// Hash of a stored vector's bytes (64 bits, well mixed; not cryptographic).
 uint64_t vector_hash(const uint8_t *bytes, size_t size);
+/// vector_hash() of a stored vector's raw form, whatever its encoding.
+uint64_t stored_vector_hash(VectorRef v, size_t raw_bytes, uint32_t dims);
 
 /// Most heap TIDs one item holds; identical rows beyond it get their own item.
 constexpr size_t kMaxTidsPerItem = 256;
@@ -164,5 +167,15 @@ struct BlockGeometry {
 	size_t block_bytes() const { return kBlockHeaderBytes + static_cast<size_t>(bytes) * per_block; }
 };
 BlockGeometry choose_block_geometry(uint32_t item_bytes, uint32_t page_size);
+
+/// The record of a vector block whose `per_block` vectors are given in raw form, back to
+/// back (`raw_bytes` bytes of `dims` elements each; `floats`: float elements). The block is
+/// U8 when every element of every slot fits (unused slots are zeros and do); otherwise raw.
+void encode_vector_block(const uint8_t *raw_slots, uint32_t per_block, uint32_t raw_bytes, uint32_t dims,
+						 bool floats, std::vector<uint8_t> &record);
+/// Checks a block record's header and size; returns its encoding. Throws Corrupted naming
+/// `path` and the block.
+Encoding decode_block_header(const void *record, size_t size, uint32_t per_block, uint32_t raw_bytes,
+							 uint32_t dims, const std::string &path, uint32_t block);
 
 } // namespace hannoy

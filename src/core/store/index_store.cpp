@@ -166,8 +166,8 @@ StoreReader::StoreReader(IndexStore &store, lmdb::Txn &txn)
 		/* Same snapshot and same mapping: block addresses found earlier are still right. */
 		IndexStore::BlockCache &cache = store.block_cache();
 		if (cache.snapshot != txn.id() || cache.generation != store.map_generation()) {
-			std::fill(cache.vectors.begin(), cache.vectors.end(), nullptr);
-			std::fill(cache.codes.begin(), cache.codes.end(), nullptr);
+			std::fill(cache.vectors.begin(), cache.vectors.end(), VectorRef());
+			std::fill(cache.codes.begin(), cache.codes.end(), VectorRef());
 			cache.links.invalidate(cache.generation != store.map_generation());
 			cache.snapshot = txn.id();
 			cache.generation = store.map_generation();
@@ -189,38 +189,38 @@ StoreReader::meta() const
 	return decode_meta(value.mv_data, value.mv_size);
 }
 
-const uint8_t *
-StoreReader::block_slot(MDB_dbi dbi, std::vector<const uint8_t *> *cache, uint32_t per_block,
-						uint32_t item_bytes, uint32_t id)
+VectorRef
+StoreReader::block_slot(MDB_dbi dbi, std::vector<VectorRef> *cache, uint32_t per_block, uint32_t raw_bytes,
+						uint32_t dims, uint32_t id)
 {
 	uint32_t block = id / per_block;
 	uint32_t slot = id % per_block;
-	if (cache != nullptr && block < cache->size() && (*cache)[block] != nullptr)
-		return (*cache)[block] + static_cast<size_t>(slot) * item_bytes;
-	auto key = block_key(block);
-	MDB_val value;
-	if (!txn_.get(dbi, key.data(), key.size(), &value))
-		return nullptr;
-	size_t expected = kBlockHeaderBytes + static_cast<size_t>(per_block) * item_bytes;
-	if (value.mv_size != expected)
-		throw Error(ErrorCode::Corrupted,
-					format("hannoy index file \"%s\": vector block %u has %zu bytes, expected %zu",
-						   store_.path().c_str(), block, value.mv_size, expected),
-					"", "REINDEX the index.");
-	const uint8_t *base = static_cast<const uint8_t *>(value.mv_data) + kBlockHeaderBytes;
-	if (cache != nullptr) {
-		if (block >= cache->size())
-			cache->resize(static_cast<size_t>(block) + 1 + cache->size() / 2, nullptr);
-		(*cache)[block] = base;
+	VectorRef first;
+	if (cache != nullptr && block < cache->size() && (*cache)[block]) {
+		first = (*cache)[block];
+	} else {
+		auto key = block_key(block);
+		MDB_val value;
+		if (!txn_.get(dbi, key.data(), key.size(), &value))
+			return VectorRef();
+		first.encoding = decode_block_header(value.mv_data, value.mv_size, per_block, raw_bytes, dims,
+											 store_.path(), block);
+		first.data = static_cast<const uint8_t *>(value.mv_data) + kBlockHeaderBytes;
+		if (cache != nullptr) {
+			if (block >= cache->size())
+				cache->resize(static_cast<size_t>(block) + 1 + cache->size() / 2);
+			(*cache)[block] = first;
+		}
 	}
-	return base + static_cast<size_t>(slot) * item_bytes;
+	first.data += static_cast<size_t>(slot) * encoded_bytes(first.encoding, raw_bytes, dims);
+	return first;
 }
 
-const uint8_t *
+VectorRef
 StoreReader::vector(uint32_t id)
 {
 	return block_slot(store_.vectors_dbi(), cache_ ? &cache_->vectors : nullptr, geometry_.vectors_per_block,
-					  geometry_.vector_bytes, id);
+					  geometry_.vector_bytes, geometry_.params.dims, id);
 }
 
 const uint8_t *
@@ -229,7 +229,8 @@ StoreReader::code(uint32_t id)
 	if (geometry_.codes_per_block == 0)
 		return nullptr;
 	return block_slot(store_.codes_dbi(), cache_ ? &cache_->codes : nullptr, geometry_.codes_per_block,
-					  geometry_.code_bytes, id);
+					  geometry_.code_bytes, geometry_.params.dims, id)
+		.data;
 }
 
 void
@@ -409,9 +410,9 @@ StoreReader::find_identical(const uint8_t *vector, size_t max_tids, ItemRecord *
 		decode_hash_key(k.mv_data, k.mv_size, &found_hash, &id);
 		if (found_hash != hash)
 			break;
-		const uint8_t *stored = this->vector(id);
-		if (stored != nullptr && std::memcmp(stored, vector, bytes) == 0 && this->item(id, item) &&
-			item->tids.size() < max_tids)
+		VectorRef stored = this->vector(id);
+		if (stored && same_vector(stored, VectorRef{vector, Encoding::Raw}, bytes, geometry_.params.dims) &&
+			this->item(id, item) && item->tids.size() < max_tids)
 			return id;
 	}
 	return kNoItem;
@@ -435,35 +436,37 @@ StoreWriter::put_meta(const IndexMeta &meta)
 }
 
 void
-StoreWriter::put_slots(MDB_dbi dbi, std::vector<const uint8_t *> &cache, uint32_t per_block,
-					   uint32_t item_bytes, uint32_t first_id, uint32_t count, const uint8_t *bytes)
+StoreWriter::put_slots(MDB_dbi dbi, std::vector<VectorRef> &cache, uint32_t per_block, uint32_t raw_bytes,
+					   uint32_t dims, bool floats, uint32_t first_id, uint32_t count, const uint8_t *bytes)
 {
-	const size_t block_bytes = kBlockHeaderBytes + static_cast<size_t>(per_block) * item_bytes;
-	std::vector<uint8_t> copy;
+	/* Each block is rebuilt in raw form, the new slots written in, and encoded afresh: a
+	 * block of small integers stays U8 until a vector that does not fit joins it. */
+	std::vector<uint8_t> raw, record;
 	for (uint32_t id = first_id; id < first_id + count;) {
 		uint32_t block = id / per_block;
 		uint32_t end = std::min(first_id + count, (block + 1) * per_block);
 		auto key = block_key(block);
+		raw.assign(static_cast<size_t>(per_block) * raw_bytes, 0);
 		MDB_val old;
 		if (txn_.get(dbi, key.data(), key.size(), &old)) {
-			if (old.mv_size != block_bytes)
-				throw Error(ErrorCode::Corrupted,
-							"hannoy index file is corrupted: vector block has the wrong size", "",
-							"REINDEX the index.");
-			/* Copy first: reserving may move the record and free the pages `old` points into. */
-			copy.assign(static_cast<const uint8_t *>(old.mv_data),
-						static_cast<const uint8_t *>(old.mv_data) + block_bytes);
-		} else {
-			copy.assign(block_bytes, 0);
+			/* Decoded first: reserving may move the record and free the pages `old` points into. */
+			Encoding encoding = decode_block_header(old.mv_data, old.mv_size, per_block, raw_bytes, dims,
+													store_.path(), block);
+			const size_t slot_bytes = encoded_bytes(encoding, raw_bytes, dims);
+			const uint8_t *slots = static_cast<const uint8_t *>(old.mv_data) + kBlockHeaderBytes;
+			for (uint32_t slot = 0; slot < per_block; slot++)
+				decode_vector(VectorRef{slots + slot * slot_bytes, encoding}, raw_bytes, dims,
+							  raw.data() + static_cast<size_t>(slot) * raw_bytes);
 		}
-		std::memcpy(copy.data() + kBlockHeaderBytes + static_cast<size_t>(id % per_block) * item_bytes,
-					bytes + static_cast<size_t>(id - first_id) * item_bytes,
-					static_cast<size_t>(end - id) * item_bytes);
-		uint8_t *dest = static_cast<uint8_t *>(txn_.reserve(dbi, key.data(), key.size(), block_bytes));
-		std::memcpy(dest, copy.data(), block_bytes);
+		std::memcpy(raw.data() + static_cast<size_t>(id % per_block) * raw_bytes,
+					bytes + static_cast<size_t>(id - first_id) * raw_bytes,
+					static_cast<size_t>(end - id) * raw_bytes);
+		encode_vector_block(raw.data(), per_block, raw_bytes, dims, floats, record);
+		uint8_t *dest = static_cast<uint8_t *>(txn_.reserve(dbi, key.data(), key.size(), record.size()));
+		std::memcpy(dest, record.data(), record.size());
 		if (block >= cache.size())
-			cache.resize(static_cast<size_t>(block) + 1 + cache.size() / 2, nullptr);
-		cache[block] = dest + kBlockHeaderBytes;
+			cache.resize(static_cast<size_t>(block) + 1 + cache.size() / 2);
+		cache[block] = VectorRef{dest + kBlockHeaderBytes, static_cast<Encoding>(record[0])};
 		id = end;
 	}
 }
@@ -484,7 +487,7 @@ void
 StoreWriter::put_vectors(uint32_t first_id, uint32_t count, const uint8_t *bytes)
 {
 	put_slots(store_.vectors_dbi(), cache_->vectors, geometry_.vectors_per_block, geometry_.vector_bytes,
-			  first_id, count, bytes);
+			  geometry_.params.dims, metric_uses_floats(geometry_.params.metric), first_id, count, bytes);
 }
 
 void
@@ -492,8 +495,8 @@ StoreWriter::put_codes(uint32_t first_id, uint32_t count, const uint8_t *bytes)
 {
 	if (geometry_.codes_per_block == 0)
 		throw Error(ErrorCode::Internal, "binary code written to an index without quantization");
-	put_slots(store_.codes_dbi(), cache_->codes, geometry_.codes_per_block, geometry_.code_bytes, first_id,
-			  count, bytes);
+	put_slots(store_.codes_dbi(), cache_->codes, geometry_.codes_per_block, geometry_.code_bytes,
+			  geometry_.params.dims, false, first_id, count, bytes);
 }
 
 void

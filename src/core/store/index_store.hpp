@@ -107,8 +107,8 @@ public:
 	struct BlockCache {
 		uint64_t snapshot = 0;
 		uint64_t generation = 0;
-		std::vector<const uint8_t *> vectors;
-		std::vector<const uint8_t *> codes;
+		std::vector<VectorRef> vectors; ///< per block: its first slot and its encoding
+		std::vector<VectorRef> codes;
 		LinkCache links;
 	};
 	BlockCache &block_cache() { return block_cache_; }
@@ -140,8 +140,8 @@ public:
 	lmdb::Txn &txn() { return txn_; }
 
 	IndexMeta meta() const;
-	/// Stored vector of an item, or nullptr when its block does not exist.
-	const uint8_t *vector(uint32_t id);
+	/// Stored vector of an item (null when its block does not exist) and its encoding.
+	VectorRef vector(uint32_t id);
 	/// Binary code of an item, or nullptr.
 	const uint8_t *code(uint32_t id);
 	/// Appends the neighbours of (id, layer) to `out`; false when the record does not exist.
@@ -184,8 +184,8 @@ public:
 
 protected:
 	static uint32_t decode_tid_value(const MDB_val &v);
-	const uint8_t *block_slot(MDB_dbi dbi, std::vector<const uint8_t *> *cache, uint32_t per_block,
-							  uint32_t item_bytes, uint32_t id);
+	VectorRef block_slot(MDB_dbi dbi, std::vector<VectorRef> *cache, uint32_t per_block, uint32_t raw_bytes,
+						 uint32_t dims, uint32_t id);
 
 	IndexStore &store_;
 	lmdb::Txn &txn_;
@@ -233,8 +233,8 @@ public:
 
 private:
 	InLinkLog &in_link_log();
-	void put_slots(MDB_dbi dbi, std::vector<const uint8_t *> &cache, uint32_t per_block, uint32_t item_bytes,
-				   uint32_t first_id, uint32_t count, const uint8_t *bytes);
+	void put_slots(MDB_dbi dbi, std::vector<VectorRef> &cache, uint32_t per_block, uint32_t raw_bytes,
+				   uint32_t dims, bool floats, uint32_t first_id, uint32_t count, const uint8_t *bytes);
 	std::vector<uint32_t> sort_buffer_, old_buffer_;
 };
 
