@@ -107,6 +107,11 @@ public:
 	/// Appends a copy of a list, taken under the node's lock.
 	void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out) const;
 	VectorRef vector(uint32_t id) const { return vectors_[id]; }
+	void prefetch(uint32_t id) const
+	{
+		const VectorRef &v = vectors_[id];
+		prefetch_to_cache(v.data, encoded_bytes(v.encoding, space_.bytes(), space_.dims()));
+	}
 	/// Sets slot `slot` of item `target`'s layer-0 list (slot == its size: appends).
 	void set_link(uint32_t target, size_t slot, uint32_t id, float dist);
 

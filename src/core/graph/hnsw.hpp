@@ -8,6 +8,7 @@
  *   float distance_between(uint32_t a, uint32_t b)
  *   void neighbors(uint32_t id, uint8_t layer, std::vector<uint32_t> &out)  // appends
  *   bool zero_is_duplicate()  // whether distance 0 means identical vectors
+ *   void prefetch(uint32_t id)  // asks the CPU for the item's vector, about to be compared
  */
 #pragma once
 
@@ -182,6 +183,15 @@ struct AcceptAll {
 	bool operator()(uint32_t) const { return true; }
 };
 
+/// Loads `size` bytes from `data` into the CPU caches without waiting for them.
+inline void
+prefetch_to_cache(const void *data, size_t size)
+{
+	const char *p = static_cast<const char *>(data);
+	for (size_t offset = 0; offset < size; offset += 64)
+		__builtin_prefetch(p + offset);
+}
+
 /// Greedy walk on one layer (ef = 1): moves to a closer neighbour until none is closer.
 template <typename Graph>
 Candidate
@@ -191,6 +201,8 @@ greedy_closest(Graph &graph, VectorRef query, Candidate current, uint8_t layer, 
 		changed = false;
 		buffer.clear();
 		graph.neighbors(current.id, layer, buffer);
+		for (uint32_t id : buffer)
+			graph.prefetch(id);
 		for (uint32_t id : buffer) {
 			float d;
 			if (graph.distance_to(query, id, &d) && closer(Candidate{d, id}, current)) {
@@ -212,6 +224,23 @@ constexpr uint32_t kUpperLayerBeam = 8;
 /// Beam search on one layer (Algorithm 2). `entry` holds the entry points with their
 /// distances; on return `out` holds up to `ef` accepted nodes, closest first. Nodes the
 /// filter rejects are traversed but never returned.
+/// Keeps the ids of `ids` not visited yet (marking them visited) and asks for all their
+/// vectors at once, before any is compared: the reads from memory then overlap instead of
+/// each distance waiting for its own.
+template <typename Graph, typename Visited>
+inline void
+keep_unvisited_and_prefetch(Graph &graph, Visited &visited, std::vector<uint32_t> &ids)
+{
+	size_t kept = 0;
+	for (uint32_t id : ids) {
+		if (visited.test_and_set(id))
+			continue;
+		ids[kept++] = id;
+		graph.prefetch(id);
+	}
+	ids.resize(kept);
+}
+
 template <typename Graph, typename Filter>
 void
 search_layer(Graph &graph, VectorRef query, const std::vector<Candidate> &entry, uint32_t ef, uint8_t layer,
@@ -244,9 +273,8 @@ search_layer(Graph &graph, VectorRef query, const std::vector<Candidate> &entry,
 		candidates.pop_back();
 		scratch.neighbors.clear();
 		graph.neighbors(current.id, layer, scratch.neighbors);
+		keep_unvisited_and_prefetch(graph, scratch.visited, scratch.neighbors);
 		for (uint32_t id : scratch.neighbors) {
-			if (scratch.visited.test_and_set(id))
-				continue;
 			float d;
 			if (!graph.distance_to(query, id, &d))
 				continue;

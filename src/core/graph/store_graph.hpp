@@ -90,6 +90,11 @@ public:
 			if (VectorRef v = vector(out[i]))
 				read_ahead(v.data, encoded_bytes(v.encoding, space_.bytes(), space_.dims()));
 	}
+	void prefetch(uint32_t id)
+	{
+		if (VectorRef v = vector(id))
+			prefetch_to_cache(v.data, encoded_bytes(v.encoding, space_.bytes(), space_.dims()));
+	}
 	void set_read_ahead(bool on) { read_ahead_ = on; }
 	bool zero_is_duplicate() const { return space_.zero_is_duplicate(); }
 
@@ -324,9 +329,8 @@ ScanSearch::expand(StoreGraph &graph, const Filter &accept)
 		candidates_.pop_back();
 		neighbors_.clear();
 		graph.neighbors(current.id, 0, neighbors_);
+		keep_unvisited_and_prefetch(graph, *visited_, neighbors_);
 		for (uint32_t id : neighbors_) {
-			if (visited_->test_and_set(id))
-				continue;
 			float d;
 			if (!graph.distance_to(query(), id, &d))
 				continue;
