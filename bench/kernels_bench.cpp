@@ -4,7 +4,9 @@
  * Reports nanoseconds per distance for every kernel table this CPU supports, at common
  * embedding sizes; benchmarks are named kernel/table/size, the size in floats for the float
  * kernels and in bits for hamming, with inputs on 64-byte boundaries. The same names ending
- * in /misaligned place the two inputs at different offsets within a cache line.
+ * in /misaligned place the two inputs at different offsets within a cache line. The byte
+ * kernels (l2_squared_fb...: a float query against a vector stored one byte per element) are
+ * named like the float ones, the size in elements.
  */
 #include <benchmark/benchmark.h>
 
@@ -22,6 +24,7 @@ namespace
 using hannoy::simd::Kernels;
 
 using FloatKernel = float (*)(const float *, const float *, size_t);
+using FloatByteKernel = float (*)(const float *, const uint8_t *, size_t);
 
 /// Sizes measured: floats per vector for the float kernels, bits per vector for hamming.
 constexpr size_t sizes[] = {128, 784, 1536, 3072};
@@ -85,6 +88,20 @@ bench_float(benchmark::State &state, FloatKernel kernel, size_t n, bool misalign
 }
 
 void
+bench_float_byte(benchmark::State &state, FloatByteKernel kernel, size_t n, bool misaligned)
+{
+	Placed<float> a(random_floats(n, 1), misaligned ? misaligned_a : 0);
+	Placed<uint8_t> b(random_bytes(n, 2), misaligned ? misaligned_b + 3 : 0);
+	const float *pa = a.data();
+	const uint8_t *pb = b.data();
+	for (auto _ : state) {
+		benchmark::DoNotOptimize(pa);
+		benchmark::DoNotOptimize(pb);
+		benchmark::DoNotOptimize(kernel(pa, pb, n));
+	}
+}
+
+void
 bench_hamming(benchmark::State &state, const Kernels *k, size_t bits, bool misaligned)
 {
 	size_t nbytes = bits / 8;
@@ -113,6 +130,15 @@ register_table(const Kernels *k, bool misaligned)
 		for (size_t n : sizes) {
 			std::string name = std::string(fk.name) + "/" + k->name + "/" + std::to_string(n) + suffix;
 			benchmark::RegisterBenchmark(name.c_str(), bench_float, fk.kernel, n, misaligned);
+		}
+	const struct {
+		const char *name;
+		FloatByteKernel kernel;
+	} byte_kernels[] = {{"l2_squared_fb", k->l2_squared_fb}, {"dot_fb", k->dot_fb}, {"l1_fb", k->l1_fb}};
+	for (const auto &bk : byte_kernels)
+		for (size_t n : sizes) {
+			std::string name = std::string(bk.name) + "/" + k->name + "/" + std::to_string(n) + suffix;
+			benchmark::RegisterBenchmark(name.c_str(), bench_float_byte, bk.kernel, n, misaligned);
 		}
 	for (size_t bits : sizes) {
 		std::string name = std::string("hamming/") + k->name + "/" + std::to_string(bits) + suffix;
