@@ -210,7 +210,7 @@ TEST(Codec, VectorBlockGoldenBytes)
 	/* Two slots of three floats, all small integers: a U8 block, one byte per element. */
 	const float bytes_fit[] = {1.0f, 2.0f, 3.0f, 0.0f, 255.0f, 7.0f};
 	std::vector<uint8_t> record;
-	encode_vector_block(reinterpret_cast<const uint8_t *>(bytes_fit), 2, 12, 3, true, record);
+	encode_vector_block(reinterpret_cast<const uint8_t *>(bytes_fit), 2, 12, 3, true, 0, record);
 	EXPECT_EQ(hex(std::string(record.begin(), record.end())), "01" + std::string(94, '0') +
 																  "010203"
 																  "00ff07");
@@ -219,18 +219,28 @@ TEST(Codec, VectorBlockGoldenBytes)
 	/* One element that is no byte (2.5, 256, -1, -0) keeps the whole block raw. */
 	for (float odd : {2.5f, 256.0f, -1.0f, -0.0f}) {
 		float v[] = {1.0f, 2.0f, 3.0f, 0.0f, odd, 7.0f};
-		encode_vector_block(reinterpret_cast<const uint8_t *>(v), 2, 12, 3, true, record);
+		encode_vector_block(reinterpret_cast<const uint8_t *>(v), 2, 12, 3, true, 0, record);
 		ASSERT_EQ(record.size(), kBlockHeaderBytes + 24) << odd;
 		EXPECT_EQ(record[0], 0) << odd;
 		EXPECT_EQ(std::memcmp(record.data() + kBlockHeaderBytes, v, sizeof(v)), 0) << odd;
 		EXPECT_EQ(decode_block_header(record.data(), record.size(), 2, 12, 3, "f", 0), Encoding::Raw);
 	}
+	/* A U8 record smaller than asked for (a page: see codec.hpp) stays raw. */
+	encode_vector_block(reinterpret_cast<const uint8_t *>(bytes_fit), 2, 12, 3, true, 55, record);
+	EXPECT_EQ(record[0], 0);
+	encode_vector_block(reinterpret_cast<const uint8_t *>(bytes_fit), 2, 12, 3, true, 54, record);
+	EXPECT_EQ(record[0], 1);
 	/* Bit strings and codes are never re-encoded. */
-	encode_vector_block(reinterpret_cast<const uint8_t *>(bytes_fit), 2, 12, 3, false, record);
+	encode_vector_block(reinterpret_cast<const uint8_t *>(bytes_fit), 2, 12, 3, false, 0, record);
 	EXPECT_EQ(record[0], 0);
 
+	/* Readers tell the encoding by the size alone (no read of the header's page). */
+	EXPECT_EQ(block_encoding(kBlockHeaderBytes + 6, 2, 12, 3, "f", 0), Encoding::U8);
+	EXPECT_EQ(block_encoding(kBlockHeaderBytes + 24, 2, 12, 3, "f", 0), Encoding::Raw);
+	EXPECT_THROW(block_encoding(kBlockHeaderBytes + 7, 2, 12, 3, "f", 0), Error);
+
 	/* A damaged header or size is corruption, not a guess. */
-	encode_vector_block(reinterpret_cast<const uint8_t *>(bytes_fit), 2, 12, 3, true, record);
+	encode_vector_block(reinterpret_cast<const uint8_t *>(bytes_fit), 2, 12, 3, true, 0, record);
 	EXPECT_THROW(decode_block_header(record.data(), record.size() - 1, 2, 12, 3, "f", 0), Error);
 	record[0] = 9;
 	EXPECT_THROW(decode_block_header(record.data(), record.size(), 2, 12, 3, "f", 0), Error);

@@ -111,7 +111,7 @@ BulkLoader::flush(bool final)
 		for (const auto &b : full_blocks_) {
 			auto key = block_key(b.first);
 			encode_vector_block(b.second.data() + kBlockHeaderBytes, per_block_, vector_bytes_, params.dims,
-								metric_uses_floats(params.metric), record);
+								metric_uses_floats(params.metric), store_.env().page_size(), record);
 			txn.put(store_.vectors_dbi(), key.data(), key.size(), record.data(), record.size(), append);
 		}
 		ItemRecord item;

@@ -395,11 +395,12 @@ choose_block_geometry(uint32_t item_bytes, uint32_t page_size)
 
 void
 encode_vector_block(const uint8_t *raw_slots, uint32_t per_block, uint32_t raw_bytes, uint32_t dims,
-					bool floats, std::vector<uint8_t> &record)
+					bool floats, size_t min_encoded_bytes, std::vector<uint8_t> &record)
 {
 	const size_t raw_total = static_cast<size_t>(per_block) * raw_bytes;
 	const size_t elements = static_cast<size_t>(per_block) * dims;
-	const bool bytes = floats && fits_u8(reinterpret_cast<const float *>(raw_slots), elements);
+	const bool bytes = floats && kBlockHeaderBytes + elements >= min_encoded_bytes &&
+					   fits_u8(reinterpret_cast<const float *>(raw_slots), elements);
 	record.assign(kBlockHeaderBytes, 0);
 	if (bytes) {
 		record[0] = static_cast<uint8_t>(Encoding::U8);
@@ -411,24 +412,31 @@ encode_vector_block(const uint8_t *raw_slots, uint32_t per_block, uint32_t raw_b
 }
 
 Encoding
+block_encoding(size_t size, uint32_t per_block, uint32_t raw_bytes, uint32_t dims, const std::string &path,
+			   uint32_t block)
+{
+	const size_t raw = kBlockHeaderBytes + static_cast<size_t>(per_block) * raw_bytes;
+	const size_t bytes = kBlockHeaderBytes + static_cast<size_t>(per_block) * dims;
+	if (size == raw)
+		return Encoding::Raw;
+	if (size == bytes)
+		return Encoding::U8;
+	throw Error(ErrorCode::Corrupted,
+				format("hannoy index file \"%s\": vector block %u has %zu bytes, expected %zu or %zu",
+					   path.c_str(), block, size, raw, bytes),
+				"", "REINDEX the index.");
+}
+
+Encoding
 decode_block_header(const void *record, size_t size, uint32_t per_block, uint32_t raw_bytes, uint32_t dims,
 					const std::string &path, uint32_t block)
 {
+	Encoding encoding = block_encoding(size, per_block, raw_bytes, dims, path, block);
 	const uint8_t *p = static_cast<const uint8_t *>(record);
-	Encoding encoding = Encoding::Raw;
-	if (size >= kBlockHeaderBytes && p[0] == static_cast<uint8_t>(Encoding::U8))
-		encoding = Encoding::U8;
-	else if (size >= kBlockHeaderBytes && p[0] != static_cast<uint8_t>(Encoding::Raw))
+	if (p[0] != static_cast<uint8_t>(encoding))
 		throw Error(ErrorCode::Corrupted,
-					format("hannoy index file \"%s\": vector block %u has unknown encoding %u", path.c_str(),
-						   block, static_cast<unsigned>(p[0])),
-					"", "REINDEX the index.");
-	size_t expected =
-		kBlockHeaderBytes + static_cast<size_t>(per_block) * encoded_bytes(encoding, raw_bytes, dims);
-	if (size != expected)
-		throw Error(ErrorCode::Corrupted,
-					format("hannoy index file \"%s\": vector block %u has %zu bytes, expected %zu",
-						   path.c_str(), block, size, expected),
+					format("hannoy index file \"%s\": vector block %u of %zu bytes says encoding %u",
+						   path.c_str(), block, size, static_cast<unsigned>(p[0])),
 					"", "REINDEX the index.");
 	return encoding;
 }

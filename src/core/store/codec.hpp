@@ -170,11 +170,20 @@ BlockGeometry choose_block_geometry(uint32_t item_bytes, uint32_t page_size);
 
 /// The record of a vector block whose `per_block` vectors are given in raw form, back to
 /// back (`raw_bytes` bytes of `dims` elements each; `floats`: float elements). The block is
-/// U8 when every element of every slot fits (unused slots are zeros and do); otherwise raw.
+/// U8 when every element of every slot fits (unused slots are zeros and do) and the U8
+/// record still takes at least `min_encoded_bytes` (pass the page size: a record of a page
+/// or more lives in overflow pages, which later writes of other records never move, so
+/// addresses into it stay valid for the whole write transaction); otherwise raw.
 void encode_vector_block(const uint8_t *raw_slots, uint32_t per_block, uint32_t raw_bytes, uint32_t dims,
-						 bool floats, std::vector<uint8_t> &record);
-/// Checks a block record's header and size; returns its encoding. Throws Corrupted naming
-/// `path` and the block.
+						 bool floats, size_t min_encoded_bytes, std::vector<uint8_t> &record);
+/// The encoding of a vector block record of `size` bytes, told by its size alone: a raw and
+/// a U8 record of the same geometry always differ in size (4 or 1 bytes per element), and
+/// reading the header would cost a search that runs cold a disk read per block. Throws
+/// Corrupted, naming `path` and the block, for any other size.
+Encoding block_encoding(size_t size, uint32_t per_block, uint32_t raw_bytes, uint32_t dims,
+						const std::string &path, uint32_t block);
+/// block_encoding(), checked against the header's encoding byte (for writers, which read the
+/// whole record anyway).
 Encoding decode_block_header(const void *record, size_t size, uint32_t per_block, uint32_t raw_bytes,
 							 uint32_t dims, const std::string &path, uint32_t block);
 

@@ -203,8 +203,7 @@ StoreReader::block_slot(MDB_dbi dbi, std::vector<VectorRef> *cache, uint32_t per
 		MDB_val value;
 		if (!txn_.get(dbi, key.data(), key.size(), &value))
 			return VectorRef();
-		first.encoding = decode_block_header(value.mv_data, value.mv_size, per_block, raw_bytes, dims,
-											 store_.path(), block);
+		first.encoding = block_encoding(value.mv_size, per_block, raw_bytes, dims, store_.path(), block);
 		first.data = static_cast<const uint8_t *>(value.mv_data) + kBlockHeaderBytes;
 		if (cache != nullptr) {
 			if (block >= cache->size())
@@ -461,7 +460,7 @@ StoreWriter::put_slots(MDB_dbi dbi, std::vector<VectorRef> &cache, uint32_t per_
 		std::memcpy(raw.data() + static_cast<size_t>(id % per_block) * raw_bytes,
 					bytes + static_cast<size_t>(id - first_id) * raw_bytes,
 					static_cast<size_t>(end - id) * raw_bytes);
-		encode_vector_block(raw.data(), per_block, raw_bytes, dims, floats, record);
+		encode_vector_block(raw.data(), per_block, raw_bytes, dims, floats, store_.env().page_size(), record);
 		uint8_t *dest = static_cast<uint8_t *>(txn_.reserve(dbi, key.data(), key.size(), record.size()));
 		std::memcpy(dest, record.data(), record.size());
 		if (block >= cache.size())
