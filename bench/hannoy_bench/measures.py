@@ -745,9 +745,9 @@ def small_memory(bench):
     cur.execute(f"SELECT current_setting('data_directory'), file_bytes FROM hannoy_index_info('{INDEX}')")
     data_directory, file_bytes = cur.fetchone()
     if file_bytes <= SMALL_MEMORY_FLOOR:
-        problem = (f"the index file ({file_bytes / 2**20:,.1f} MB) is no larger than the least memory the backend "
-                   f"runs in ({SMALL_MEMORY_FLOOR / 2**20:,.0f} MB); a larger data set (--dataset synthetic) shows "
-                   "searches with less memory than the index")
+        problem = (f"the index file ({file_bytes / 1e6:,.1f} MB) is no larger than the least memory the backend "
+                   f"runs in ({SMALL_MEMORY_FLOOR / 1e6:,.1f} MB); a larger data set (--dataset synthetic) shows "
+                   "searches with less memory than the index.")
         bench.results["small_memory"] = {"problem": problem, "index_file_bytes": file_bytes}
         bench.log(f"  skipped: {problem}")
         return
