@@ -833,6 +833,34 @@ TEST(Graph, VerifierCatchesDamage)
 	EXPECT_TRUE(missing);
 }
 
+TEST(Graph, VerifierCatchesABlockHeaderAtOddsWithItsSize)
+{
+	/* Pixels: byte blocks, whose size says U8; a header saying raw is damage. */
+	Fixture f(Metric::L2, 64);
+	std::vector<float> data(2000 * 64);
+	std::mt19937 rng(3);
+	for (float &x : data)
+		x = static_cast<float>(rng() % 256);
+	f.build(data);
+	EXPECT_TRUE(verify_store(*f.store, true).ok());
+	lmdb::run_write(f.store->env(), [&](lmdb::Txn &txn) {
+		MDB_val value;
+		auto key = block_key(0);
+		ASSERT_TRUE(txn.get(f.store->vectors_dbi(), key.data(), key.size(), &value));
+		std::vector<uint8_t> record(static_cast<const uint8_t *>(value.mv_data),
+									static_cast<const uint8_t *>(value.mv_data) + value.mv_size);
+		ASSERT_EQ(record[0], static_cast<uint8_t>(Encoding::U8));
+		record[0] = static_cast<uint8_t>(Encoding::Raw);
+		txn.put(f.store->vectors_dbi(), key.data(), key.size(), record.data(), record.size());
+	});
+	VerifyReport report = verify_store(*f.store, true);
+	ASSERT_FALSE(report.ok());
+	bool found = false;
+	for (const auto &p : report.problems)
+		found = found || p.find("vector block 0 of") != std::string::npos;
+	EXPECT_TRUE(found);
+}
+
 TEST(Graph, LevelsAreReproducible)
 {
 	uint32_t counts[4] = {0, 0, 0, 0};
