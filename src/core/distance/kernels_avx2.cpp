@@ -121,60 +121,6 @@ sum_terms(const typename A::Element *a, const typename B::Element *b, size_t n)
 	return horizontal_sum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
 
-float
-l2_squared(const float *a, const float *b, size_t n)
-{
-	return sum_terms<L2Step>(a, b, n);
-}
-
-float
-dot(const float *a, const float *b, size_t n)
-{
-	return sum_terms<DotStep>(a, b, n);
-}
-
-float
-l1(const float *a, const float *b, size_t n)
-{
-	return sum_terms<L1Step>(a, b, n);
-}
-
-float
-l2_squared_fb(const float *a, const uint8_t *b, size_t n)
-{
-	return sum_terms<L2Step, FloatLoad, ByteLoad>(a, b, n);
-}
-
-float
-dot_fb(const float *a, const uint8_t *b, size_t n)
-{
-	return sum_terms<DotStep, FloatLoad, ByteLoad>(a, b, n);
-}
-
-float
-l1_fb(const float *a, const uint8_t *b, size_t n)
-{
-	return sum_terms<L1Step, FloatLoad, ByteLoad>(a, b, n);
-}
-
-float
-l2_squared_bb(const uint8_t *a, const uint8_t *b, size_t n)
-{
-	return sum_terms<L2Step, ByteLoad, ByteLoad>(a, b, n);
-}
-
-float
-dot_bb(const uint8_t *a, const uint8_t *b, size_t n)
-{
-	return sum_terms<DotStep, ByteLoad, ByteLoad>(a, b, n);
-}
-
-float
-l1_bb(const uint8_t *a, const uint8_t *b, size_t n)
-{
-	return sum_terms<L1Step, ByteLoad, ByteLoad>(a, b, n);
-}
-
 /// Loads a word from a byte pointer of any alignment.
 template <class Word>
 inline Word
@@ -258,8 +204,19 @@ hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
 	return c0 + c1 + c2;
 }
 
-constexpr Kernels table = {l2_squared, dot,           l1,     hamming, l2_squared_fb, dot_fb,
-						   l1_fb,      l2_squared_bb, dot_bb, l1_bb,   "avx2"};
+/* Each entry is one instantiation of sum_terms: the byte variants are the float kernels with
+ * another loader, so they cannot drift apart. */
+constexpr Kernels table = {sum_terms<L2Step>,
+						   sum_terms<DotStep>,
+						   sum_terms<L1Step>,
+						   hamming,
+						   sum_terms<L2Step, FloatLoad, ByteLoad>,
+						   sum_terms<DotStep, FloatLoad, ByteLoad>,
+						   sum_terms<L1Step, FloatLoad, ByteLoad>,
+						   sum_terms<L2Step, ByteLoad, ByteLoad>,
+						   sum_terms<DotStep, ByteLoad, ByteLoad>,
+						   sum_terms<L1Step, ByteLoad, ByteLoad>,
+						   "avx2"};
 
 } // namespace
 

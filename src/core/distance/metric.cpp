@@ -100,15 +100,6 @@ Space::augmented_inner_product(uint32_t dims, float max_norm)
 	return space;
 }
 
-float
-Space::augmented_distance(const float *a, const float *b) const
-{
-	float extra_a = std::sqrt(std::max(0.0f, max_norm_sq_ - kernels_->dot(a, a, dims_)));
-	float extra_b = std::sqrt(std::max(0.0f, max_norm_sq_ - kernels_->dot(b, b, dims_)));
-	float d = extra_a - extra_b;
-	return kernels_->l2_squared(a, b, dims_) + d * d;
-}
-
 bool
 fits_u8(const float *values, size_t n) noexcept
 {

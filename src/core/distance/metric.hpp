@@ -108,6 +108,8 @@ public:
 	uint32_t dims() const { return dims_; }
 	/// Bytes of one stored vector.
 	size_t bytes() const { return bytes_; }
+	/// Bytes of one stored vector written in `encoding`.
+	size_t bytes(Encoding encoding) const { return encoded_bytes(encoding, bytes_, dims_); }
 
 	/// Ranking distance between two stored vectors (or a query, in raw form, and a stored
 	/// vector), in any encodings: the same as between their raw forms.
@@ -128,7 +130,8 @@ public:
 			return 1.0f - kernels_->dot(static_cast<const float *>(a), static_cast<const float *>(b), dims_);
 		case Metric::InnerProduct:
 			if (augmented_)
-				return augmented_distance(static_cast<const float *>(a), static_cast<const float *>(b));
+				return encoded_distance(VectorRef{static_cast<const uint8_t *>(a)},
+										VectorRef{static_cast<const uint8_t *>(b)});
 			return -kernels_->dot(static_cast<const float *>(a), static_cast<const float *>(b), dims_);
 		case Metric::L1:
 			return kernels_->l1(static_cast<const float *>(a), static_cast<const float *>(b), dims_);
@@ -146,7 +149,6 @@ private:
 	enum class Sum { L2, Dot, L1 };
 	float encoded_sum(Sum sum, VectorRef a, VectorRef b) const;
 	float encoded_distance(VectorRef a, VectorRef b) const;
-	float augmented_distance(const float *a, const float *b) const;
 
 	Metric metric_;
 	uint32_t dims_;

@@ -110,7 +110,7 @@ public:
 	void prefetch(uint32_t id) const
 	{
 		const VectorRef &v = vectors_[id];
-		prefetch_to_cache(v.data, encoded_bytes(v.encoding, space_.bytes(), space_.dims()));
+		prefetch_to_cache(v.data, space_.bytes(v.encoding));
 	}
 	/// Sets slot `slot` of item `target`'s layer-0 list (slot == its size: appends).
 	void set_link(uint32_t target, size_t slot, uint32_t id, float dist);

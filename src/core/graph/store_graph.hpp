@@ -88,12 +88,12 @@ public:
 			return;
 		for (size_t i = before; i < out.size(); i++)
 			if (VectorRef v = vector(out[i]))
-				read_ahead(v.data, encoded_bytes(v.encoding, space_.bytes(), space_.dims()));
+				read_ahead(v.data, space_.bytes(v.encoding));
 	}
 	void prefetch(uint32_t id)
 	{
 		if (VectorRef v = vector(id))
-			prefetch_to_cache(v.data, encoded_bytes(v.encoding, space_.bytes(), space_.dims()));
+			prefetch_to_cache(v.data, space_.bytes(v.encoding));
 	}
 	void set_read_ahead(bool on) { read_ahead_ = on; }
 	bool zero_is_duplicate() const { return space_.zero_is_duplicate(); }
