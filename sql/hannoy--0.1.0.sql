@@ -121,7 +121,7 @@ CREATE FUNCTION hannoy_index_info(index regclass,
 	OUT file text, OUT file_exists boolean, OUT file_bytes bigint, OUT matches_metapage boolean,
 	OUT metric text, OUT dimensions integer, OUT m integer, OUT ef_construction integer,
 	OUT items bigint, OUT deleted_items bigint, OUT max_level integer, OUT format_version integer,
-	OUT entry_point bigint, OUT layers integer)
+	OUT entry_point bigint, OUT layers integer, OUT resident_bytes bigint)
 	AS 'MODULE_PATHNAME', 'hannoy_index_info' LANGUAGE C STRICT;
 COMMENT ON FUNCTION hannoy_index_info(regclass) IS 'storage file, size and contents of a hannoy index';
 

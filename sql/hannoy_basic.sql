@@ -79,7 +79,8 @@ SELECT dimensions, items FROM hannoy_index_info('empty_items_idx');
 
 -- Index information and verification.
 SELECT file LIKE 'base/%/pgsql_tmp_hannoy_%' AS file_named_for_tools, file_exists, file_bytes > 0 AS has_bytes,
-	matches_metapage, metric, dimensions, m, ef_construction, items, deleted_items, format_version
+	matches_metapage, metric, dimensions, m, ef_construction, items, deleted_items, format_version,
+	resident_bytes BETWEEN 4096 AND file_bytes AS resident_in_pages
 FROM hannoy_index_info('items_embedding_idx');
 SELECT ok, items, deleted_items, unreachable, problems FROM hannoy_verify('items_embedding_idx');
 -- The relation itself is the metapage only.

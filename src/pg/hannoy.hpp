@@ -125,6 +125,10 @@ std::string index_file_path(Relation index);
 /// The index's open storage file, checked against the metapage once per process.
 /// Throws Unavailable (missing, foreign or stale file) or PgError.
 IndexStore &open_index_store(Relation index);
+/// hannoy.prefetch_memory's read-ahead of an index this process opened, once, when its first
+/// scan ends: issued at open, the background reads queued ahead of the first search's own and
+/// made it wait longer than it does without them.
+void prefetch_after_first_scan(Relation index);
 /// Whether the index can answer queries on this node: cheap, never raises.
 bool index_store_available(Relation index);
 /// Closes the cached file of an index in this process, if open.

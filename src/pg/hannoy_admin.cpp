@@ -12,6 +12,7 @@ extern "C" {
 
 #include "core/distance/kernels.hpp"
 #include "core/graph/verify.hpp"
+#include "core/store/residency.hpp"
 
 #pragma GCC visibility push(default)
 extern "C" {
@@ -67,8 +68,8 @@ index_info(FunctionCallInfo fcinfo)
 	struct stat st;
 	bool exists = ::stat(path.c_str(), &st) == 0;
 
-	Datum values[14];
-	bool nulls[14] = {false};
+	Datum values[15];
+	bool nulls[15] = {false};
 	values[0] = pg_call([&] { return CStringGetTextDatum(path.c_str()); });
 	values[1] = BoolGetDatum(exists);
 	values[2] = Int64GetDatum(exists ? static_cast<int64>(st.st_size) : 0);
@@ -103,6 +104,9 @@ index_info(FunctionCallInfo fcinfo)
 		nulls[12] = true; /* empty: no entry point, no layer */
 		values[13] = Int32GetDatum(0);
 	}
+	int64_t resident = exists ? file_resident_bytes(path.c_str()) : -1;
+	values[14] = Int64GetDatum(resident);
+	nulls[14] = resident < 0;
 	if (!problem.empty())
 		pg_call([&] { ereport(NOTICE, (errmsg("%s", problem.c_str()))); });
 	HeapTuple tuple = pg_call([&] { return heap_form_tuple(desc, values, nulls); });

@@ -187,6 +187,7 @@ void
 end_scan(IndexScanDesc scan)
 {
 	release_state(static_cast<ScanOpaque *>(scan->opaque));
+	hannoy_guarded([&] { prefetch_after_first_scan(scan->indexRelation); });
 }
 
 } // namespace hannoy::pg

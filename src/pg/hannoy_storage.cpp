@@ -71,7 +71,8 @@ struct OpenStore {
 	Oid relfilenode;
 	std::string path;
 	bool stale = false;
-	uint64_t last_used = 0; /* for closing the least recently used file when out of descriptors */
+	uint64_t last_used = 0;        /* for closing the least recently used file when out of descriptors */
+	bool prefetch_pending = false; /* hannoy.prefetch_memory's read-ahead, after the first scan */
 };
 
 struct PendingFile {
@@ -970,13 +971,7 @@ open_index_store(Relation index)
 	entry.relfilenode = relfilenode;
 	entry.path = path;
 	entry.stale = false;
-	if (prefetch_memory_kb > 0) {
-		/* Read-ahead advice: a failure costs the speed-up, not the query. */
-		try {
-			prefetch_search_start(*entry.store, size_t(prefetch_memory_kb) * 1024);
-		} catch (const Error &) {
-		}
-	}
+	entry.prefetch_pending = true;
 	entry.last_used = ++use_clock;
 	return *entry.store;
 }
@@ -993,6 +988,23 @@ index_store_available(Relation index)
 		return true;
 	} catch (...) {
 		return false;
+	}
+}
+
+void
+prefetch_after_first_scan(Relation index)
+{
+	auto &cache = stores();
+	auto it = cache.find(RelationGetRelid(index));
+	if (it == cache.end() || !it->second.prefetch_pending || it->second.stale)
+		return;
+	it->second.prefetch_pending = false;
+	if (prefetch_memory_kb <= 0)
+		return;
+	/* Read-ahead advice: a failure costs the speed-up, not the query. */
+	try {
+		prefetch_search_start(*it->second.store, size_t(prefetch_memory_kb) * 1024);
+	} catch (const Error &) {
 	}
 }
 

@@ -52,6 +52,31 @@ TEST(Residency, TouchedPagesAreResident)
 	read_ahead(file.data + file.size - 10, 10);
 }
 
+TEST(Residency, FileResidentBytesCountsThePagesInMemory)
+{
+	const int64_t page = sysconf(_SC_PAGESIZE);
+	test::TempPath tmp;
+	/* The last page is partly beyond the end of the file and counts in full. */
+	SparseMapping file(tmp.path(), (1 << 20) + 100);
+	EXPECT_EQ(file_resident_bytes(tmp.path().c_str()), 0);
+	/* No read-around on faults: each touch brings in its own page only. */
+	ASSERT_EQ(::madvise(const_cast<uint8_t *>(file.data), file.size, MADV_RANDOM), 0);
+	for (size_t offset : {size_t(0), size_t(7 * page), size_t(1 << 20)}) {
+		volatile uint8_t touched = file.data[offset];
+		(void)touched;
+	}
+	EXPECT_EQ(file_resident_bytes(tmp.path().c_str()), 3 * page);
+	/* Asking maps the file without reading it. */
+	EXPECT_EQ(file_resident_bytes(tmp.path().c_str()), 3 * page);
+
+	test::TempPath empty;
+	int fd = ::open(empty.path().c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ASSERT_GE(fd, 0);
+	::close(fd);
+	EXPECT_EQ(file_resident_bytes(empty.path().c_str()), 0);
+	EXPECT_EQ(file_resident_bytes((tmp.path() + "-missing").c_str()), -1);
+}
+
 TEST(Residency, ColdReadsFollowTheProbeAndTheFaults)
 {
 	test::TempPath tmp;

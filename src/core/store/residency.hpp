@@ -22,6 +22,10 @@ void read_ahead(const void *data, size_t size);
 bool is_resident(const void *data);
 /// Major page faults (faults that waited for a disk read) of the calling thread so far.
 uint64_t major_faults();
+/// Bytes of the file at `path` that are in the page cache (whole pages, the last one counted
+/// in full), or -1 when the file cannot be opened, mapped or asked about. Maps the file
+/// without reading it, so asking brings nothing into memory.
+int64_t file_resident_bytes(const char *path);
 
 /// Per process and index file: whether its searches should read ahead. Starts from the
 /// residency of the first page a search reads, then follows the disk reads searches wait for.
