@@ -77,11 +77,11 @@ file_resident_bytes(const char *path)
 	std::vector<unsigned char> resident(kSlicePages);
 	size_t pages = (length + page_size() - 1) / page_size();
 	int64_t bytes = 0;
-	for (size_t first = 0; first < pages && bytes >= 0; first += kSlicePages) {
+	for (size_t first = 0; first < pages; first += kSlicePages) {
 		size_t count = std::min(kSlicePages, pages - first);
+		/* The mapping covers the last page whole, so whole pages can be asked for. */
 		char *start = static_cast<char *>(map) + first * page_size();
-		if (mincore(start, std::min(count * page_size(), length - first * page_size()), resident.data()) !=
-			0) {
+		if (mincore(start, count * page_size(), resident.data()) != 0) {
 			bytes = -1;
 			break;
 		}
